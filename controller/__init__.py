@@ -1,0 +1,1 @@
+"""The central service: ingest, fleet state, reservations, rollouts, alerts, HTTP API, metrics."""

@@ -1,0 +1,58 @@
+"""The ``lockerfleet`` console command: one subcommand per process kind."""
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
+
+from controller.settings import ControllerSettings
+from node_agent.settings import AgentSettings
+
+
+def _not_built(name: str, issue: str) -> Callable[[BaseSettings], int]:
+    def run(settings: BaseSettings) -> int:
+        print(f"lockerfleet {name}: not built yet ({issue}); settings parsed: {settings!r}", file=sys.stderr)
+        return 3
+
+    return run
+
+
+COMMANDS: dict[str, tuple[str, type[BaseSettings], Callable[[BaseSettings], int]]] = {
+    "controller": ("run the central service", ControllerSettings, _not_built("controller", "issue 4")),
+    "agent": ("run the agent of one locker", AgentSettings, _not_built("agent", "issue 3")),
+    "sim": ("run a simulated fleet of agents on mock pins", AgentSettings, _not_built("sim", "issue 3")),
+    "demo": (
+        "start broker, InfluxDB, controller and a fleet",
+        ControllerSettings,
+        _not_built("demo", "issue 4"),
+    ),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch ``lockerfleet <command> [--flags]``; flags after the command belong to its settings."""
+    args = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(
+        prog="lockerfleet",
+        description="MQTT fleet orchestrator for smart parcel lockers. "
+        "Each command takes --flags or LOCKERFLEET_* environment variables; "
+        "see `lockerfleet <command> --help`.",
+    )
+    parser.add_argument(
+        "command", choices=sorted(COMMANDS), help="; ".join(f"{k}: {v[0]}" for k, v in COMMANDS.items())
+    )
+    if not args or args[0] not in COMMANDS:
+        parser.parse_args(args[:1])
+        return 2
+    _, settings_cls, run = COMMANDS[args[0]]
+    try:
+        source: CliSettingsSource[BaseSettings] = CliSettingsSource(
+            settings_cls, cli_prog_name=f"lockerfleet {args[0]}"
+        )
+        settings = CliApp.run(settings_cls, cli_args=args[1:], cli_settings_source=source)
+    except ValidationError as exc:
+        print(f"lockerfleet {args[0]}: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    return run(settings)

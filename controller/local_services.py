@@ -1,0 +1,239 @@
+"""Run private mosquitto and influxd processes on free ports, for the demo and the test suite.
+
+Each service gets its own config file and data directory under a work directory, waits until it answers,
+and can be stopped, killed and restarted on the same port (to simulate outages).
+"""
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+from pathlib import Path
+from typing import Self
+
+import httpx
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+_SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+
+
+class ServiceError(RuntimeError):
+    """A local service could not be found or started."""
+
+
+def find_binary(name: str, package: str) -> str:
+    """Absolute path of ``name``; raise :class:`ServiceError` naming the Debian package when missing."""
+    path = shutil.which(name, path=_SBIN_PATH)
+    if path is None:
+        raise ServiceError(
+            f"'{name}' not found on PATH or in /usr/sbin: install the Debian package '{package}' "
+            f"(sudo apt-get install -y {package})"
+        )
+    return path
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing on 127.0.0.1 accepts connections on ``port``."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+class _Service:
+    """A child process with a config file, a log file and a readiness probe."""
+
+    name = "service"
+    package = "service"
+    startup_timeout_s = 30.0
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.log_path = workdir / f"{self.name}.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def _probe(self) -> None:
+        """Return when the service answers; raise OSError or httpx.HTTPError otherwise."""
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        """Start the process and wait until it answers."""
+        if self.running:
+            return self
+        if not port_is_free(self.port):
+            raise ServiceError(
+                f"{self.name} cannot listen on {self.host}:{self.port}: the port is taken; "
+                "stop it or choose another port"
+            )
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(self._argv(), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            for attempt in Retrying(
+                stop=stop_after_delay(self.startup_timeout_s),
+                wait=wait_fixed(0.05),
+                retry=retry_if_exception_type((OSError, httpx.HTTPError)),
+                reraise=True,
+            ):
+                with attempt:
+                    if self._proc.poll() is not None:
+                        raise ServiceError(
+                            f"{self.name} exited with {self._proc.returncode}: {self.log_tail()}"
+                        )
+                    self._probe()
+        except (OSError, httpx.HTTPError) as exc:
+            self.kill()
+            raise ServiceError(
+                f"{self.name} did not answer on port {self.port} within {self.startup_timeout_s}s ({exc}); "
+                f"log {self.log_path}: {self.log_tail()}"
+            ) from exc
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop gracefully (SIGTERM), killing after ``timeout_s``."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def kill(self) -> None:
+        """Kill at once (SIGKILL), as a crash would."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGKILL)
+            self._proc.wait()
+        self._proc = None
+
+    def restart(self) -> Self:
+        """Stop and start again on the same port, keeping the data directory."""
+        self.stop()
+        return self.start()
+
+    def log_tail(self, lines: int = 20) -> str:
+        """Last lines of the service's log, for error messages."""
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class Mosquitto(_Service):
+    """A private mosquitto broker listening on 127.0.0.1 with anonymous access and on-disk persistence."""
+
+    name = "mosquitto"
+    package = "mosquitto"
+
+    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
+        super().__init__(workdir, port)
+        self.binary = find_binary("mosquitto", self.package)
+        self.extra_config = extra_config
+        self.config_path = workdir / "mosquitto.conf"
+
+    @property
+    def url(self) -> str:
+        """``mqtt://host:port`` of this broker."""
+        return f"mqtt://{self.host}:{self.port}"
+
+    def _argv(self) -> list[str]:
+        (self.workdir / "data").mkdir(exist_ok=True)
+        self.config_path.write_text(
+            "\n".join(
+                [
+                    f"listener {self.port} {self.host}",
+                    "allow_anonymous true",
+                    f"user {getpass.getuser()}",
+                    "persistence true",
+                    f"persistence_location {self.workdir / 'data'}/",
+                    "autosave_interval 1",
+                    "max_queued_messages 1000000",
+                    "max_inflight_messages 1000",
+                    "log_type error",
+                    "log_type warning",
+                    "log_type notice",
+                    "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+                    self.extra_config,
+                    "",
+                ]
+            )
+        )
+        return [self.binary, "-c", str(self.config_path)]
+
+    def _probe(self) -> None:
+        with socket.create_connection((self.host, self.port), timeout=1.0):
+            pass
+
+
+class Influxd(_Service):
+    """A private InfluxDB 1.x server (v1 ``/write`` and ``/query``) with its data under ``workdir``."""
+
+    name = "influxd"
+    package = "influxdb"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.binary = find_binary("influxd", self.package)
+        self.rpc_port = free_port()
+        self.config_path = workdir / "influxdb.conf"
+
+    @property
+    def url(self) -> str:
+        """Base HTTP URL of this server."""
+        return f"http://{self.host}:{self.port}"
+
+    def _argv(self) -> list[str]:
+        data = self.workdir / "data"
+        self.config_path.write_text(
+            f"""reporting-enabled = false
+bind-address = "{self.host}:{self.rpc_port}"
+[meta]
+  dir = "{data / "meta"}"
+[data]
+  dir = "{data / "data"}"
+  wal-dir = "{data / "wal"}"
+  query-log-enabled = false
+  cache-snapshot-write-cold-duration = "1m"
+[monitor]
+  store-enabled = false
+[http]
+  bind-address = "{self.host}:{self.port}"
+  log-enabled = false
+  max-body-size = 0
+[logging]
+  level = "warn"
+[continuous_queries]
+  enabled = false
+"""
+        )
+        return [self.binary, "-config", str(self.config_path)]
+
+    def _probe(self) -> None:
+        httpx.get(f"{self.url}/ping", timeout=1.0).raise_for_status()

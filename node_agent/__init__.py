@@ -1,0 +1,1 @@
+"""The agent on each locker: gpiozero hardware, MQTT publishing, commands, journal, outbox."""

@@ -1,0 +1,64 @@
+"""The lockerfleet MQTT contract: one model per message, the topic grammar, and the codec.
+
+Where a message is defined: the module named after it (``schemas.telemetry`` …); how its topic is built:
+``schemas.topics``; how its bytes are read and written: ``schemas.codec``.
+"""
+
+from schemas.codec import MAX_PAYLOAD_BYTES, Message, decode, decode_message, encode
+from schemas.command import Command, CommandBase, OpenCommand
+from schemas.errors import ContractError, PayloadError, RejectReason, TopicError
+from schemas.event import Cause, CodeCause, CommandCause, DoorEvent, Event, NoCause
+from schemas.result import CommandResult, CommandStatus, DoorOutcome, DoorResult
+from schemas.status import CompartmentInfo, CompartmentSize, Status, StatusBirth, StatusDeath
+from schemas.telemetry import Battery, CompartmentReading, DoorState, LockState, PowerSource, Telemetry
+from schemas.topics import Channel, NodeTopic, check_node_id, fleet_filter, parse_topic, topic
+from schemas.types import SCHEMA_VERSION, BootId, CommandId, CompartmentId, NodeId, Seq, SiteId
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "SCHEMA_VERSION",
+    "Battery",
+    "BootId",
+    "Cause",
+    "Channel",
+    "CodeCause",
+    "Command",
+    "CommandBase",
+    "CommandCause",
+    "CommandId",
+    "CommandResult",
+    "CommandStatus",
+    "CompartmentId",
+    "CompartmentInfo",
+    "CompartmentReading",
+    "CompartmentSize",
+    "ContractError",
+    "DoorEvent",
+    "DoorOutcome",
+    "DoorResult",
+    "DoorState",
+    "Event",
+    "LockState",
+    "Message",
+    "NoCause",
+    "NodeId",
+    "NodeTopic",
+    "OpenCommand",
+    "PayloadError",
+    "PowerSource",
+    "RejectReason",
+    "Seq",
+    "SiteId",
+    "Status",
+    "StatusBirth",
+    "StatusDeath",
+    "Telemetry",
+    "TopicError",
+    "check_node_id",
+    "decode",
+    "decode_message",
+    "encode",
+    "fleet_filter",
+    "parse_topic",
+    "topic",
+]

@@ -1,0 +1,60 @@
+"""Writes (or checks) the JSON Schema files under ``schemas/json/`` from the models.
+
+``python -m schemas.export`` rewrites them; ``python -m schemas.export --check`` exits 1 when they drift.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Final
+
+from pydantic import TypeAdapter
+
+from schemas.codec import ADAPTERS
+from schemas.topics import Channel
+
+JSON_DIR: Final = Path(__file__).with_name("json")
+
+
+def schema_file(channel: Channel) -> Path:
+    """Path of the committed JSON Schema of one channel's message."""
+    return JSON_DIR / f"{channel.value}.schema.json"
+
+
+def render(channel: Channel) -> str:
+    """JSON Schema text of one channel's message, as committed."""
+    adapter: TypeAdapter[object] = ADAPTERS[channel]  # type: ignore[assignment]
+    schema = adapter.json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"https://lockerfleet.dev/schemas/v1/{channel.value}.schema.json"
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"
+
+
+def drifted() -> list[Path]:
+    """Committed schema files that differ from what the models generate."""
+    return [
+        schema_file(c)
+        for c in Channel
+        if not schema_file(c).exists() or schema_file(c).read_text() != render(c)
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Write the schema files, or with ``--check`` report drift."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if committed files differ from the models")
+    args = parser.parse_args(argv)
+    if args.check:
+        stale = drifted()
+        for path in stale:
+            print(f"{path} is out of date: run `python -m schemas.export`", file=sys.stderr)
+        return 1 if stale else 0
+    JSON_DIR.mkdir(exist_ok=True)
+    for channel in Channel:
+        schema_file(channel).write_text(render(channel))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""The topic grammar: the only place that builds or parses an MQTT topic string.
+
+Every node's traffic lives under ``lockers/v1/<node>/``, one level per node, so a broker ACL such as
+``pattern readwrite lockers/v1/%u/#`` confines a node to its own subtree.
+"""
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from schemas.errors import TopicError
+from schemas.types import NODE_ID_PATTERN
+
+ROOT: Final = "lockers/v1"
+_NODE_ID = re.compile(NODE_ID_PATTERN)
+
+
+class Direction(StrEnum):
+    """Who publishes on a channel."""
+
+    UP = "node → controller"
+    DOWN = "controller → node"
+
+
+class Channel(StrEnum):
+    """The last topic level: which kind of message travels there."""
+
+    STATUS = "status"
+    TELEMETRY = "telemetry"
+    EVENT = "event"
+    COMMAND = "command"
+    RESULT = "result"
+
+    @property
+    def direction(self) -> Direction:
+        """Who publishes here."""
+        return Direction.DOWN if self is Channel.COMMAND else Direction.UP
+
+    @property
+    def qos(self) -> int:
+        """QoS every publisher uses on this channel."""
+        return 1
+
+    @property
+    def retained(self) -> bool:
+        """Only status is retained; commands never are (they expire instead)."""
+        return self is Channel.STATUS
+
+
+@dataclass(frozen=True, slots=True)
+class NodeTopic:
+    """A parsed topic: which node, which channel."""
+
+    node_id: str
+    channel: Channel
+
+
+def check_node_id(node_id: str) -> str:
+    """Return ``node_id`` if it can fill one topic level, else raise :class:`TopicError`."""
+    if not _NODE_ID.match(node_id):
+        raise TopicError(
+            f"invalid node id {node_id!r}: use 1-64 characters from A-Z a-z 0-9 _ . - "
+            "starting with a letter or digit (no '/', '+', '#', spaces or empty)"
+        )
+    return node_id
+
+
+def topic(node_id: str, channel: Channel) -> str:
+    """Topic of one node's channel, e.g. ``lockers/v1/node-7/telemetry``."""
+    return f"{ROOT}/{check_node_id(node_id)}/{channel.value}"
+
+
+def fleet_filter(channel: Channel, share_group: str | None = None) -> str:
+    """Filter for one channel of every node; with ``share_group``, an MQTT 5 shared subscription."""
+    base = f"{ROOT}/+/{channel.value}"
+    if share_group is None:
+        return base
+    if not share_group or any(c in share_group for c in "/+#"):
+        raise TopicError(f"invalid share group {share_group!r}: one topic level without '/', '+' or '#'")
+    return f"$share/{share_group}/{base}"
+
+
+def parse_topic(value: str) -> NodeTopic:
+    """Inverse of :func:`topic`; raises :class:`TopicError` for anything outside the grammar."""
+    parts = value.split("/")
+    if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != ROOT:
+        raise TopicError(f"topic {value!r} is not of the form {ROOT}/<node>/<channel>")
+    try:
+        channel = Channel(parts[3])
+    except ValueError:
+        known = ", ".join(c.value for c in Channel)
+        raise TopicError(f"topic {value!r} has unknown channel {parts[3]!r}; known: {known}") from None
+    return NodeTopic(check_node_id(parts[2]), channel)

@@ -1,0 +1,90 @@
+"""Talk to a real broker from tests: publish, and capture everything delivered on a topic filter."""
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One message as the broker delivered it."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    received_at: float
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.01) -> bool:
+    """Poll ``predicate`` until true or ``timeout_s`` passes; return whether it became true."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+    return True
+
+
+def connect(url: str, client_id: str = "") -> mqtt.Client:
+    """A connected MQTT 5 client with its network loop running."""
+    parts = urlsplit(url)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    connected = threading.Event()
+
+    def on_connect(
+        _c: mqtt.Client, _u: object, _f: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None
+    ) -> None:
+        if not rc.is_failure:
+            connected.set()
+
+    client.on_connect = on_connect
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.loop_start()
+    if not connected.wait(5):
+        client.loop_stop()
+        raise AssertionError(f"could not connect to broker at {url}")
+    return client
+
+
+class Capture:
+    """Subscribes to a filter and records every delivery, for assertions on what the broker delivered."""
+
+    def __init__(self, url: str, topic_filter: str, qos: int = 1) -> None:
+        self.messages: list[Delivered] = []
+        self._lock = threading.Lock()
+        subscribed = threading.Event()
+        self._client = connect(url)
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_args: subscribed.set()
+        self._client.subscribe(topic_filter, qos)
+        if not subscribed.wait(5):
+            raise AssertionError(f"subscription to {topic_filter} not acknowledged")
+
+    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(
+                Delivered(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), time.monotonic())
+            )
+
+    def snapshot(self) -> list[Delivered]:
+        """Copy of what has been delivered so far."""
+        with self._lock:
+            return list(self.messages)
+
+    def wait_for(self, count: int, timeout_s: float = 5.0) -> list[Delivered]:
+        """Wait until at least ``count`` messages arrived; return them (fewer if the wait timed out)."""
+        wait_until(lambda: len(self.messages) >= count, timeout_s)
+        return self.snapshot()
+
+    def close(self) -> None:
+        """Disconnect."""
+        self._client.disconnect()
+        self._client.loop_stop()

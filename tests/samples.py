@@ -1,0 +1,102 @@
+"""Valid example messages, one per contract model, for tests that need a realistic payload."""
+
+from datetime import UTC, datetime, timedelta
+
+from schemas import (
+    Battery,
+    CommandCause,
+    CommandResult,
+    CommandStatus,
+    CompartmentInfo,
+    CompartmentReading,
+    CompartmentSize,
+    DoorEvent,
+    DoorOutcome,
+    DoorResult,
+    DoorState,
+    LockState,
+    OpenCommand,
+    PowerSource,
+    StatusBirth,
+    StatusDeath,
+    Telemetry,
+)
+
+T0 = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def birth(node_id: str = "node-1", boot_id: int = 3, seq: int = 0) -> StatusBirth:
+    """A birth with two compartments."""
+    return StatusBirth(
+        node_id=node_id,
+        boot_id=boot_id,
+        seq=seq,
+        ts=T0,
+        firmware_version="1.4.2",
+        hardware_model="rpi4-locker-12",
+        telemetry_interval_s=10,
+        compartments=[
+            CompartmentInfo(id="A1", size=CompartmentSize.S),
+            CompartmentInfo(id="B1", size=CompartmentSize.L),
+        ],
+    )
+
+
+def death(node_id: str = "node-1", boot_id: int = 3) -> StatusDeath:
+    """The last will matching :func:`birth`."""
+    return StatusDeath(node_id=node_id, boot_id=boot_id, seq=0, ts=T0)
+
+
+def telemetry(node_id: str = "node-1", seq: int = 1, soc: float = 87.5, ts: datetime = T0) -> Telemetry:
+    """A telemetry sample on battery power with one open door."""
+    return Telemetry(
+        node_id=node_id,
+        boot_id=3,
+        seq=seq,
+        ts=ts,
+        battery=Battery(
+            soc_pct=soc, voltage_v=12.6, charging=False, power_source=PowerSource.BATTERY, cycle_count=41
+        ),
+        enclosure_temp_c=21.25,
+        compartments=[
+            CompartmentReading(id="A1", door=DoorState.CLOSED, lock=LockState.LOCKED),
+            CompartmentReading(id="B1", door=DoorState.OPEN, lock=LockState.UNLOCKED),
+        ],
+    )
+
+
+def door_event(node_id: str = "node-1", seq: int = 2) -> DoorEvent:
+    """A door opened by a command."""
+    return DoorEvent(
+        node_id=node_id,
+        boot_id=3,
+        seq=seq,
+        ts=T0,
+        compartment="A1",
+        action="opened",
+        cause=CommandCause(command_id="cmd-42"),
+    )
+
+
+def open_command(node_id: str = "node-1", ttl_s: float = 30) -> OpenCommand:
+    """An open of compartment A1 valid for ``ttl_s`` seconds from :data:`T0`."""
+    return OpenCommand(
+        command_id="cmd-42",
+        node_id=node_id,
+        issued_at=T0,
+        expires_at=T0 + timedelta(seconds=ttl_s),
+        compartment="A1",
+    )
+
+
+def open_result(node_id: str = "node-1") -> CommandResult:
+    """A successful open with timings."""
+    return CommandResult(
+        node_id=node_id,
+        boot_id=3,
+        seq=3,
+        ts=T0,
+        command_id="cmd-42",
+        status=CommandStatus.DONE,
+        outcome=DoorOutcome(compartment="A1", result=DoorResult.OPENED, pulse_ms=500, switch_latency_ms=180),
+    )

@@ -1,0 +1,61 @@
+"""The ``lockerfleet`` command: subcommands, flags and ``LOCKERFLEET_*`` environment variables."""
+
+import pytest
+from pydantic_settings import BaseSettings, CliApp
+
+from controller.cli import main
+from controller.settings import ControllerSettings
+from node_agent.settings import AgentSettings
+
+
+def test_flags_reach_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["controller", "--http-port", "9123", "--influx-db", "fleet"]) == 3
+    err = capsys.readouterr().err
+    assert "not built yet" in err
+    assert "http_port=9123" in err and "influx_db='fleet'" in err
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shown"),
+    [
+        ("LOCKERFLEET_MQTT_URL", "mqtt://broker.example:1884", "mqtt://broker.example:1884"),
+        ("LOCKERFLEET_INFLUX_URL", "http://tsdb:8181", "http://tsdb:8181"),
+        ("LOCKERFLEET_INFLUX_DB", "lockers", "influx_db='lockers'"),
+        ("LOCKERFLEET_HTTP_PORT", "8099", "http_port=8099"),
+    ],
+)
+def test_environment_variables_reach_the_settings(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str, shown: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    main(["controller"])
+    assert shown in capsys.readouterr().err
+
+
+def test_a_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKERFLEET_HTTP_PORT", "8099")
+    assert CliApp.run(ControllerSettings, cli_args=["--http-port", "7000"]).http_port == 7000
+
+
+def test_bad_setting_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["controller", "--http-port", "70000"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid settings" in err and "http_port" in err and "less than or equal to 65535" in err
+
+
+def test_agent_refuses_a_node_id_that_cannot_be_a_topic_level(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["agent", "--node-id", "a/b"]) == 2
+    assert "node_id" in capsys.readouterr().err
+
+
+def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["launch-rockets"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings_cls", [ControllerSettings, AgentSettings])
+def test_every_setting_is_documented(settings_cls: type[BaseSettings]) -> None:
+    undocumented = [name for name, f in settings_cls.model_fields.items() if not f.description]
+    assert not undocumented

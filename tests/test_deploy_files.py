@@ -1,0 +1,69 @@
+"""compose.yaml and the Dockerfile can't run here (no Docker engine), so they are checked statically."""
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controller.cli import COMMANDS
+from controller.settings import ControllerSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compose() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    return doc
+
+
+def test_compose_brings_up_the_whole_stack() -> None:
+    services = _compose()["services"]
+    assert {"mosquitto", "influxdb", "controller", "grafana"} <= set(services)
+
+
+def test_controller_environment_names_real_settings() -> None:
+    controller = _compose()["services"]["controller"]
+    fields = set(ControllerSettings.model_fields)
+    for name in controller["environment"]:
+        assert name.startswith("LOCKERFLEET_")
+        assert name.removeprefix("LOCKERFLEET_").lower() in fields, f"{name} is not a controller setting"
+    assert controller["command"][0] in COMMANDS
+
+
+def test_dependencies_and_healthchecks_line_up() -> None:
+    services = _compose()["services"]
+    for name, service in services.items():
+        for dependency, rule in service.get("depends_on", {}).items():
+            assert dependency in services, f"{name} depends on unknown {dependency}"
+            if rule.get("condition") == "service_healthy":
+                assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
+
+
+def test_bind_mounts_and_configs_exist() -> None:
+    compose = _compose()
+    for service in compose["services"].values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"bind mount {source} is missing"
+            else:
+                assert source in compose["volumes"], f"named volume {source} is not declared"
+        for config in service.get("configs", []):
+            assert config["source"] in compose["configs"]
+
+
+def test_dockerfile_copies_every_package_and_the_lock() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in ("schemas", "controller", "node_agent"):
+        assert re.search(rf"^COPY {package} ", dockerfile, re.M), package
+    assert "-c requirements.lock" in dockerfile
+    assert "build" in _compose()["services"]["controller"]
+
+
+def test_grafana_datasource_uses_influxql_with_token_auth() -> None:
+    doc = yaml.safe_load((ROOT / "grafana/provisioning/datasources/influxdb.yaml").read_text())
+    [source] = doc["datasources"]
+    assert source["type"] == "influxdb"
+    assert source["jsonData"].get("version", "InfluxQL") == "InfluxQL"
+    assert source["secureJsonData"]["httpHeaderValue1"].startswith("Token ")
