@@ -8,7 +8,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
 
 from controller.settings import ControllerSettings
-from node_agent.settings import AgentSettings
+from node_agent.settings import AgentSettings, SimSettings
 
 
 def _not_built(name: str, issue: str) -> Callable[[BaseSettings], int]:
@@ -19,10 +19,24 @@ def _not_built(name: str, issue: str) -> Callable[[BaseSettings], int]:
     return run
 
 
+def _run_agent(settings: BaseSettings) -> int:
+    from node_agent.main import run_agent  # noqa: PLC0415 - the controller process never loads the agent
+
+    assert isinstance(settings, AgentSettings)
+    return run_agent(settings)
+
+
+def _run_sim(settings: BaseSettings) -> int:
+    from node_agent.simulator import run_sim  # noqa: PLC0415
+
+    assert isinstance(settings, SimSettings)
+    return run_sim(settings)
+
+
 COMMANDS: dict[str, tuple[str, type[BaseSettings], Callable[[BaseSettings], int]]] = {
     "controller": ("run the central service", ControllerSettings, _not_built("controller", "issue 4")),
-    "agent": ("run the agent of one locker", AgentSettings, _not_built("agent", "issue 3")),
-    "sim": ("run a simulated fleet of agents on mock pins", AgentSettings, _not_built("sim", "issue 3")),
+    "agent": ("run the agent of one locker", AgentSettings, _run_agent),
+    "sim": ("run a simulated fleet of agents on mock pins", SimSettings, _run_sim),
     "demo": (
         "start broker, InfluxDB, controller and a fleet",
         ControllerSettings,

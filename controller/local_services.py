@@ -96,9 +96,7 @@ class _Service:
             ):
                 with attempt:
                     if self._proc.poll() is not None:
-                        raise ServiceError(
-                            f"{self.name} exited with {self._proc.returncode}: {self.log_tail()}"
-                        )
+                        raise ServiceError(f"{self.name} exited with {self._proc.returncode}: {self.log_tail()}")
                     self._probe()
         except (OSError, httpx.HTTPError) as exc:
             self.kill()

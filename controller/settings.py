@@ -23,6 +23,4 @@ class ControllerSettings(BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Address the courier API and /metrics bind to.")
     http_port: int = Field(default=8080, ge=1, le=65535, description="Port of the courier API and /metrics.")
-    store_path: Path = Field(
-        default=Path("lockerfleet.sqlite3"), description="SQLite file of the fleet store."
-    )
+    store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="SQLite file of the fleet store.")

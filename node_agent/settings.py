@@ -1,11 +1,20 @@
 """Agent configuration: every setting is a ``--flag`` and a ``LOCKERFLEET_*`` environment variable."""
 
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from pydantic import AnyUrl, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from schemas.types import NodeId
+from schemas import PowerSource
+from schemas.types import NodeId, ShortText
+
+
+def _package_version() -> str:
+    try:
+        return version("lockerfleet")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "0.0.0+source"
 
 
 class AgentSettings(BaseSettings):
@@ -13,9 +22,46 @@ class AgentSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
 
-    node_id: NodeId = Field(default="node-0", description="This locker's id; one MQTT topic level.")
+    node_id: NodeId = Field(default="node-0", description="This locker's id; one MQTT topic level and the client id.")
     mqtt_url: AnyUrl = Field(
         default=AnyUrl("mqtt://127.0.0.1:1883"), description="Broker URL, mqtt://[user:pass@]host:port."
     )
+    board_profile: Path | None = Field(
+        default=None,
+        description="TOML board profile (pins, battery, temperature); default: the shipped simulated board.",
+    )
     data_dir: Path = Field(default=Path("agent-data"), description="Where the journal and outbox live.")
     telemetry_interval_s: float = Field(default=10.0, gt=0, description="Seconds between telemetry samples.")
+    outbox_capacity: int = Field(
+        default=50_000,
+        ge=1,
+        description="Messages held while offline; beyond it the oldest telemetry is dropped.",
+    )
+    replay_rate_per_s: float = Field(default=200.0, gt=0, description="Upper bound on replay speed after a partition.")
+    command_retention_s: float = Field(
+        default=7 * 24 * 3600.0,
+        gt=0,
+        description="How long past its expiry a command id is remembered (beyond any command's lifetime).",
+    )
+    keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive; a dead link is noticed in 1.5x.")
+    reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest pause between reconnect attempts.")
+    firmware_version: ShortText = Field(default_factory=_package_version, description="Reported in the birth.")
+
+
+class SimSettings(BaseSettings):
+    """Settings of the fleet simulator."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+    nodes: int = Field(default=20, ge=1, le=5000, description="How many simulated lockers to run.")
+    mqtt_url: AnyUrl = Field(default=AnyUrl("mqtt://127.0.0.1:1883"), description="Broker URL every node uses.")
+    node_prefix: str = Field(default="sim", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$", description="Node id prefix.")
+    board_profile: Path | None = Field(default=None, description="Sim board profile TOML; default: the shipped one.")
+    data_dir: Path = Field(default=Path(".run/sim"), description="Per-node journals and outboxes live here.")
+    telemetry_interval_s: float = Field(default=5.0, gt=0, description="Seconds between telemetry samples per node.")
+    jam_share: float = Field(default=0.05, ge=0, le=1, description="Share of doors that are jammed.")
+    door_dwell_s: float = Field(default=20.0, gt=0, description="Mean seconds a door stays open once opened.")
+    power_source: PowerSource = Field(default=PowerSource.SHORE, description="Power source of every node.")
+    ramp_s: float = Field(default=5.0, ge=0, description="Spread node start-ups over this many seconds.")
+    seed: int = Field(default=1, description="Random seed: the same seed gives the same fleet.")
+    duration_s: float | None = Field(default=None, gt=0, description="Stop after this many seconds (default: never).")

@@ -20,8 +20,7 @@ class CommandBase(Versioned):
     def _expires_after_issue(self) -> Self:
         if self.expires_at <= self.issued_at:
             raise ValueError(
-                f"expires_at {self.expires_at.isoformat()} must be later than issued_at "
-                f"{self.issued_at.isoformat()}"
+                f"expires_at {self.expires_at.isoformat()} must be later than issued_at {self.issued_at.isoformat()}"
             )
         return self
 

@@ -33,11 +33,7 @@ def render(channel: Channel) -> str:
 
 def drifted() -> list[Path]:
     """Committed schema files that differ from what the models generate."""
-    return [
-        schema_file(c)
-        for c in Channel
-        if not schema_file(c).exists() or schema_file(c).read_text() != render(c)
-    ]
+    return [schema_file(c) for c in Channel if not schema_file(c).exists() or schema_file(c).read_text() != render(c)]
 
 
 def main(argv: list[str] | None = None) -> int:

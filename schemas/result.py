@@ -58,7 +58,5 @@ class CommandResult(NodeEnvelope):
     @model_validator(mode="after")
     def _outcome_only_when_executed(self) -> Self:
         if self.outcome is not None and self.status not in (CommandStatus.DONE, CommandStatus.DUPLICATE):
-            raise ValueError(
-                f"a door outcome is only reported with status done or duplicate, not {self.status}"
-            )
+            raise ValueError(f"a door outcome is only reported with status done or duplicate, not {self.status}")
         return self

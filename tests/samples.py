@@ -54,9 +54,7 @@ def telemetry(node_id: str = "node-1", seq: int = 1, soc: float = 87.5, ts: date
         boot_id=3,
         seq=seq,
         ts=ts,
-        battery=Battery(
-            soc_pct=soc, voltage_v=12.6, charging=False, power_source=PowerSource.BATTERY, cycle_count=41
-        ),
+        battery=Battery(soc_pct=soc, voltage_v=12.6, charging=False, power_source=PowerSource.BATTERY, cycle_count=41),
         enclosure_temp_c=21.25,
         compartments=[
             CompartmentReading(id="A1", door=DoorState.CLOSED, lock=LockState.LOCKED),

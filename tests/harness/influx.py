@@ -23,9 +23,7 @@ class InfluxClient:
 
     def write(self, lines: list[str]) -> None:
         """Write line-protocol lines with nanosecond precision."""
-        response = self._http.post(
-            "/write", params={"db": self.db, "precision": "ns"}, content="\n".join(lines)
-        )
+        response = self._http.post("/write", params={"db": self.db, "precision": "ns"}, content="\n".join(lines))
         if response.status_code != 204:
             raise AssertionError(f"write failed {response.status_code}: {response.text}")
 
@@ -40,8 +38,7 @@ class InfluxClient:
             for series in result.get("series", []):
                 tags = series.get("tags", {})
                 rows.extend(
-                    {**tags, **dict(zip(series["columns"], values, strict=True))}
-                    for values in series["values"]
+                    {**tags, **dict(zip(series["columns"], values, strict=True))} for values in series["values"]
                 )
         return rows
 

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -33,20 +34,27 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
     return True
 
 
-def connect(url: str, client_id: str = "") -> mqtt.Client:
-    """A connected MQTT 5 client with its network loop running."""
+def connect(url: str, client_id: str = "", *, persistent: bool = False) -> mqtt.Client:
+    """A connected MQTT 5 client with its network loop running (reconnecting by itself).
+
+    ``persistent`` keeps the session on the broker (clean start off, one hour expiry), so messages published
+    while this client is disconnected are delivered when it returns.
+    """
     parts = urlsplit(url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client.reconnect_delay_set(1, 2)
+    properties = None
+    if persistent:
+        properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        properties.SessionExpiryInterval = 3600
     connected = threading.Event()
 
-    def on_connect(
-        _c: mqtt.Client, _u: object, _f: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None
-    ) -> None:
+    def on_connect(_c: mqtt.Client, _u: object, _f: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None) -> None:
         if not rc.is_failure:
             connected.set()
 
     client.on_connect = on_connect
-    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=not persistent, properties=properties)
     client.loop_start()
     if not connected.wait(5):
         client.loop_stop()
@@ -57,11 +65,11 @@ def connect(url: str, client_id: str = "") -> mqtt.Client:
 class Capture:
     """Subscribes to a filter and records every delivery, for assertions on what the broker delivered."""
 
-    def __init__(self, url: str, topic_filter: str, qos: int = 1) -> None:
+    def __init__(self, url: str, topic_filter: str, qos: int = 1, *, client_id: str = "") -> None:
         self.messages: list[Delivered] = []
         self._lock = threading.Lock()
         subscribed = threading.Event()
-        self._client = connect(url)
+        self._client = connect(url, client_id, persistent=bool(client_id))
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *_args: subscribed.set()
         self._client.subscribe(topic_filter, qos)
@@ -70,9 +78,7 @@ class Capture:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         with self._lock:
-            self.messages.append(
-                Delivered(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), time.monotonic())
-            )
+            self.messages.append(Delivered(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), time.monotonic()))
 
     def snapshot(self) -> list[Delivered]:
         """Copy of what has been delivered so far."""
@@ -82,6 +88,11 @@ class Capture:
     def wait_for(self, count: int, timeout_s: float = 5.0) -> list[Delivered]:
         """Wait until at least ``count`` messages arrived; return them (fewer if the wait timed out)."""
         wait_until(lambda: len(self.messages) >= count, timeout_s)
+        return self.snapshot()
+
+    def wait_until(self, predicate: Callable[[list[Delivered]], bool], timeout_s: float = 5.0) -> list[Delivered]:
+        """Wait until ``predicate`` holds for what was delivered; return the deliveries either way."""
+        wait_until(lambda: predicate(self.snapshot()), timeout_s)
         return self.snapshot()
 
     def close(self) -> None:

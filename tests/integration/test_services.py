@@ -21,8 +21,7 @@ def test_telemetry_published_to_the_broker_is_read_back_from_influxdb(
     capture = Capture(mosquitto.url, "lockers/v1/+/telemetry")
     publisher = connect(mosquitto.url)
     sent = [
-        samples.telemetry(node_id="node-7", seq=i, soc=50 + i, ts=samples.T0 + timedelta(seconds=i))
-        for i in range(3)
+        samples.telemetry(node_id="node-7", seq=i, soc=50 + i, ts=samples.T0 + timedelta(seconds=i)) for i in range(3)
     ]
     for message in sent:
         publisher.publish(topic("node-7", Channel.TELEMETRY), encode(message), qos=1).wait_for_publish(5)
@@ -84,13 +83,9 @@ def test_missing_binary_names_the_debian_package() -> None:
         find_binary("no-such-binary-lockerfleet", "no-such-pkg")
 
 
-def test_a_taken_port_is_refused_instead_of_probing_the_wrong_server(
-    tmp_path: Path, influxd: Influxd
-) -> None:
+def test_a_taken_port_is_refused_instead_of_probing_the_wrong_server(tmp_path: Path, influxd: Influxd) -> None:
     clash = Influxd(tmp_path / "clash", port=influxd.port)
-    with pytest.raises(
-        ServiceError, match=f"influxd cannot listen on 127.0.0.1:{influxd.port}: the port is taken"
-    ):
+    with pytest.raises(ServiceError, match=f"influxd cannot listen on 127.0.0.1:{influxd.port}: the port is taken"):
         clash.start()
     assert not clash.running
 

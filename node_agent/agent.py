@@ -1,0 +1,321 @@
+"""The agent of one locker: publishes birth, telemetry and door events; executes commands exactly once.
+
+Wiring only: the hardware is a :class:`~node_agent.hardware.Hardware`, durability lives in the journal and the
+outbox, the MQTT session in :class:`~node_agent.link.Link`, and the door procedure in :mod:`node_agent.door`.
+"""
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from node_agent.door import open_compartment
+from node_agent.hardware import Hardware
+from node_agent.journal import Journal, JournalEntry
+from node_agent.link import Link, LinkConfig, Publication
+from node_agent.outbox import Outbox
+from node_agent.settings import AgentSettings
+from schemas import (
+    Battery,
+    Channel,
+    CommandCause,
+    CommandResult,
+    CommandStatus,
+    CompartmentInfo,
+    CompartmentReading,
+    DoorEvent,
+    DoorOutcome,
+    DoorState,
+    LockState,
+    NoCause,
+    OpenCommand,
+    PayloadError,
+    RejectReason,
+    StatusBirth,
+    StatusDeath,
+    Telemetry,
+    decode,
+    encode,
+    topic,
+)
+from schemas.codec import Message
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 3600.0
+
+
+def utc_now() -> datetime:
+    """The node's wall clock."""
+    return datetime.now(UTC)
+
+
+class Agent:
+    """One locker's agent; ``await agent.run()`` until cancelled, then :meth:`close`."""
+
+    def __init__(self, settings: AgentSettings, hardware: Hardware, *, now: Callable[[], datetime] = utc_now) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id
+        self.hardware = hardware
+        self._now = now
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.journal = Journal(settings.data_dir / "journal.sqlite3", now)
+        self.outbox = Outbox(settings.data_dir / "outbox.sqlite3", settings.outbox_capacity)
+        self.boot_id = self.journal.next_boot_id()
+        self._seq = itertools.count()
+        self._dropped_total = 0
+        self._opening: dict[str, tuple[str, asyncio.Event]] = {}
+        self._busy: dict[str, asyncio.Lock] = {c: asyncio.Lock() for c in hardware.compartments}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.link = Link(
+            LinkConfig(
+                url=str(settings.mqtt_url),
+                client_id=settings.node_id,
+                keepalive_s=settings.keepalive_s,
+                reconnect_max_s=settings.reconnect_max_s,
+                replay_rate_per_s=settings.replay_rate_per_s,
+            ),
+            self.outbox,
+            connection_status=self._connection_status,
+            command_topic=topic(self.node_id, Channel.COMMAND),
+            on_command=self._command_received,
+        )
+
+    # -- running ---------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Recover from a crash, then serve until cancelled."""
+        loop = asyncio.get_running_loop()
+
+        def door_changed(compartment: str, is_open: bool) -> None:  # gpiozero's thread → this loop
+            loop.call_soon_threadsafe(self._door_changed, compartment, is_open)
+
+        self.hardware.on_door_change(door_changed)
+        self._recover()
+        log.info("agent started node=%s boot_id=%d backlog=%d", self.node_id, self.boot_id, len(self.outbox))
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.link.run())
+            group.create_task(self._telemetry_loop())
+            group.create_task(self._prune_loop())
+
+    def close(self) -> None:
+        """Release the relays and close the stores."""
+        for task in self._tasks:
+            task.cancel()
+        self.hardware.close()
+        self.outbox.close()
+        self.journal.close()
+
+    def _recover(self) -> None:
+        for entry in self.journal.unfinished():
+            result = CommandResult(
+                **self._envelope(),
+                command_id=entry.command_id,
+                status=CommandStatus.UNKNOWN,
+                detail="the agent stopped while executing this command; it is not retried: check the door",
+            )
+            self.journal.finish(entry.command_id, encode(result))
+            log.warning(
+                "command outcome unknown after restart node=%s command_id=%s action=check the compartment on site",
+                self.node_id,
+                entry.command_id,
+            )
+            self._emit(Channel.RESULT, result)
+
+    async def _telemetry_loop(self) -> None:
+        interval = self.settings.telemetry_interval_s
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            self._emit(Channel.TELEMETRY, self.sample())
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - loop.time()))
+
+    async def _prune_loop(self) -> None:
+        while True:
+            self.journal.prune(timedelta(seconds=self.settings.command_retention_s))
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+    # -- messages --------------------------------------------------------------------------------------------
+
+    def _envelope(self, *, replayed: bool | None = None) -> dict[str, Any]:
+        return {
+            "node_id": self.node_id,
+            "boot_id": self.boot_id,
+            "seq": next(self._seq),
+            "ts": self._now(),
+            "replayed": (not self.link.connected) if replayed is None else replayed,
+        }
+
+    def _emit(self, channel: Channel, message: Message) -> None:
+        self.outbox.put(
+            topic(self.node_id, channel),
+            encode(message),
+            droppable=channel is Channel.TELEMETRY,
+            retain=channel.retained,
+        )
+        self.link.notify()
+
+    def _connection_status(self) -> tuple[Publication, Publication]:
+        """Birth for this connect and the will that outranks it (next seq), both for the current boot."""
+        birth = StatusBirth(
+            **self._envelope(replayed=False),
+            firmware_version=self.settings.firmware_version,
+            hardware_model=self.hardware.profile.hardware_model,
+            telemetry_interval_s=self.settings.telemetry_interval_s,
+            compartments=[CompartmentInfo(id=c.id, size=c.size) for c in self.hardware.compartments.values()],
+        )
+        death = StatusDeath(**self._envelope(replayed=False))
+        status_topic = topic(self.node_id, Channel.STATUS)
+        return Publication(status_topic, encode(birth)), Publication(status_topic, encode(death))
+
+    def sample(self) -> Telemetry:
+        """Read every sensor into one telemetry message."""
+        reading = self.hardware.battery.read()
+        self._dropped_total += self.outbox.take_dropped()
+        return Telemetry(
+            **self._envelope(),
+            battery=Battery(
+                soc_pct=reading.soc_pct,
+                voltage_v=reading.voltage_v,
+                charging=reading.charging,
+                power_source=reading.power_source,
+                cycle_count=reading.cycle_count,
+            ),
+            enclosure_temp_c=self.hardware.temperature.read_c(),
+            compartments=[
+                CompartmentReading(
+                    id=c.id,
+                    door=DoorState.OPEN if c.door_is_open() else DoorState.CLOSED,
+                    lock=LockState.UNLOCKED if c.relay_is_on() else LockState.LOCKED,
+                )
+                for c in self.hardware.compartments.values()
+            ],
+            outbox_dropped=self._dropped_total,
+        )
+
+    def _door_changed(self, compartment: str, is_open: bool) -> None:
+        opening = self._opening.get(compartment)
+        if is_open and opening is not None:
+            cause: CommandCause | NoCause = CommandCause(command_id=opening[0])
+            opening[1].set()
+        else:
+            cause = NoCause()
+        event = DoorEvent(
+            **self._envelope(), compartment=compartment, action="opened" if is_open else "closed", cause=cause
+        )
+        if event.uncommanded_open:
+            log.warning(
+                "uncommanded door open node=%s compartment=%s action=treat as a security event: check the site",
+                self.node_id,
+                compartment,
+            )
+        self._emit(Channel.EVENT, event)
+
+    # -- commands --------------------------------------------------------------------------------------------
+
+    def _command_received(self, topic_name: str, payload: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._handle_command(topic_name, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _result(self, command_id: str, status: CommandStatus, **fields: Any) -> CommandResult:
+        return CommandResult(**self._envelope(), command_id=command_id, status=status, **fields)
+
+    async def _handle_command(self, topic_name: str, payload: bytes) -> None:
+        try:
+            command = decode(Channel.COMMAND, payload)
+            if command.node_id != self.node_id:
+                raise PayloadError(RejectReason.WRONG_NODE, f"command for {command.node_id!r} reached {self.node_id!r}")
+        except PayloadError as exc:
+            self.journal.keep_rejected(topic_name, payload, exc.reason.value, exc.detail)
+            log.warning(
+                "command refused node=%s reason=%s detail=%s action=fix the sender; payload kept in the journal",
+                self.node_id,
+                exc.reason.value,
+                exc.detail,
+            )
+            return
+        # No await between lookup and begin: a redelivery handled concurrently sees the journal entry.
+        entry = self.journal.lookup(command.command_id)
+        if entry is not None:
+            self._emit(Channel.RESULT, self._duplicate(command.command_id, entry))
+            return
+        if self._now() >= command.expires_at:
+            self._answer_without_acting(
+                command,
+                payload,
+                CommandStatus.EXPIRED,
+                f"arrived after expires_at {command.expires_at.isoformat()}",
+            )
+            return
+        lock = self.hardware.compartments.get(command.compartment)
+        if lock is None:
+            known = ", ".join(self.hardware.compartments)
+            self._answer_without_acting(
+                command,
+                payload,
+                CommandStatus.REJECTED,
+                f"no compartment {command.compartment!r}; known: {known}",
+            )
+            return
+        self.journal.begin(command.command_id, command.expires_at, payload)
+        self._emit(Channel.RESULT, self._result(command.command_id, CommandStatus.ACCEPTED))
+        result = await self._execute_open(command)
+        self.journal.finish(command.command_id, encode(result))
+        self._emit(Channel.RESULT, result)
+
+    async def _execute_open(self, command: OpenCommand) -> CommandResult:
+        compartment = self.hardware.compartments[command.compartment]
+        async with self._busy[command.compartment]:
+            door_opened = asyncio.Event()
+            self._opening[command.compartment] = (command.command_id, door_opened)
+            try:
+                outcome: DoorOutcome = await open_compartment(
+                    compartment,
+                    door_opened,
+                    pulse_s=self.hardware.profile.pulse_ms / 1000,
+                    timeout_s=self.hardware.profile.door_timeout_ms / 1000,
+                )
+            except Exception as exc:
+                log.exception(
+                    "open failed node=%s command_id=%s action=inspect the relay wiring",
+                    self.node_id,
+                    command.command_id,
+                )
+                return self._result(command.command_id, CommandStatus.FAILED, detail=f"hardware error: {exc}"[:256])
+            finally:
+                del self._opening[command.compartment]
+        log.info(
+            "open done node=%s command_id=%s compartment=%s result=%s",
+            self.node_id,
+            command.command_id,
+            command.compartment,
+            outcome.result.value,
+        )
+        return self._result(command.command_id, CommandStatus.DONE, outcome=outcome)
+
+    def _answer_without_acting(self, command: OpenCommand, payload: bytes, status: CommandStatus, detail: str) -> None:
+        result = self._result(command.command_id, status, detail=detail)
+        self.journal.record(command.command_id, command.expires_at, payload, encode(result))
+        log.info(
+            "command %s node=%s command_id=%s detail=%s",
+            status.value,
+            self.node_id,
+            command.command_id,
+            detail,
+        )
+        self._emit(Channel.RESULT, result)
+
+    def _duplicate(self, command_id: str, entry: JournalEntry) -> CommandResult:
+        if entry.result is None:
+            return self._result(command_id, CommandStatus.DUPLICATE, detail="still executing")
+        first = decode(Channel.RESULT, entry.result)
+        return self._result(
+            command_id,
+            CommandStatus.DUPLICATE,
+            outcome=first.outcome,
+            detail=f"first answered {first.status.value}",
+        )

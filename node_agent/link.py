@@ -1,0 +1,167 @@
+"""The agent's MQTT link: one persistent session, the outbox drained onto it in order, commands handed up.
+
+A thin adapter around aiomqtt. Everything published goes through the durable outbox first; the link only moves
+items from the outbox to the broker and deletes them once the broker acknowledged them (QoS 1 PUBACK). The birth
+and last will are the exception: they describe the connection itself and are built fresh at every connect.
+"""
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+
+from node_agent.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+SESSION_EXPIRY_S: Final = 7 * 24 * 3600
+"""How long the broker keeps the node's session (and queued commands) while it is away."""
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A message the link publishes directly (birth, will)."""
+
+    topic: str
+    payload: bytes
+    retain: bool = True
+
+
+@dataclass(frozen=True)
+class LinkConfig:
+    """Connection parameters of the link."""
+
+    url: str
+    client_id: str
+    keepalive_s: int = 30
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    replay_rate_per_s: float = 200.0
+    window: int = 32
+
+
+class Link:
+    """Keeps the node connected and its outbox flowing; call :meth:`run` in a task."""
+
+    def __init__(
+        self,
+        config: LinkConfig,
+        outbox: Outbox,
+        *,
+        connection_status: Callable[[], tuple[Publication, Publication]],
+        command_topic: str,
+        on_command: Callable[[str, bytes], None],
+    ) -> None:
+        self.config = config
+        self._outbox = outbox
+        self._connection_status = connection_status
+        self._command_topic = command_topic
+        self._on_command = on_command
+        self._wake = asyncio.Event()
+        self._status: tuple[Publication, Publication] | None = None
+        self.connected = False
+        self.connects = 0
+
+    def notify(self) -> None:
+        """Tell the link the outbox has something new."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Connect, serve, and reconnect with jittered exponential backoff, forever (until cancelled)."""
+        while True:
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(aiomqtt.MqttError),
+                wait=wait_random_exponential(multiplier=self.config.reconnect_min_s, max=self.config.reconnect_max_s),
+                before_sleep=self._log_retry,
+            ):
+                with attempt:
+                    await self._session()
+            # The session ended after being established: start over with a short jittered pause.
+            await asyncio.sleep(random.uniform(0, self.config.reconnect_min_s))
+
+    def _log_retry(self, state: object) -> None:
+        outcome = getattr(state, "outcome", None)
+        error = outcome.exception() if outcome is not None else None
+        sleep = getattr(getattr(state, "next_action", None), "sleep", 0.0)
+        log.warning(
+            "broker unreachable client_id=%s url=%s error=%r backlog=%d action=retrying in %.1fs; "
+            "check the broker and the network, the outbox keeps everything meanwhile",
+            self.config.client_id,
+            self.config.url,
+            error,
+            len(self._outbox),
+            sleep,
+        )
+
+    async def _session(self) -> None:
+        # Failed attempts reuse one birth/will pair, so only published status messages consume sequence numbers.
+        if self._status is None:
+            self._status = self._connection_status()
+        birth, will = self._status
+        parts = urlsplit(self.config.url)
+        connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect_properties.SessionExpiryInterval = SESSION_EXPIRY_S
+        client = aiomqtt.Client(
+            parts.hostname or "127.0.0.1",
+            parts.port or 1883,
+            username=parts.username,
+            password=parts.password,
+            identifier=self.config.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            properties=connect_properties,
+            keepalive=self.config.keepalive_s,
+            will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
+            max_queued_incoming_messages=1000,
+        )
+        async with client:
+            await client.publish(birth.topic, birth.payload, qos=1, retain=birth.retain)
+            self._status = None
+            await client.subscribe(self._command_topic, qos=1)
+            self.connected = True
+            self.connects += 1
+            log.info(
+                "connected client_id=%s url=%s backlog=%d",
+                self.config.client_id,
+                self.config.url,
+                len(self._outbox),
+            )
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(self._drain(client))
+                    group.create_task(self._receive(client))
+            except* aiomqtt.MqttError as errors:
+                log.warning(
+                    "connection lost client_id=%s error=%r action=reconnecting; buffering in the outbox",
+                    self.config.client_id,
+                    errors.exceptions[0],
+                )
+            finally:
+                self.connected = False
+
+    async def _drain(self, client: aiomqtt.Client) -> None:
+        while True:
+            items = self._outbox.peek(self.config.window)
+            if not items:
+                self._wake.clear()
+                if len(self._outbox) == 0:
+                    await self._wake.wait()
+                continue
+            await asyncio.gather(*(client.publish(i.topic, i.payload, qos=i.qos, retain=i.retain) for i in items))
+            self._outbox.ack(i.id for i in items)
+            if len(items) == self.config.window:
+                # A backlog (replay after a partition): pace it so a whole site doesn't flood the broker.
+                await asyncio.sleep(len(items) / self.config.replay_rate_per_s)
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
+            self._on_command(str(message.topic), payload)

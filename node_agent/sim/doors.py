@@ -1,0 +1,67 @@
+"""Door physics on gpiozero mock pins: a door opens shortly after its relay fires (unless jammed) and closes later.
+
+The relay output is a :class:`RelayPin`, a gpiozero ``MockPin`` that reports its changes, so nothing polls. Timing
+goes through an injected ``schedule(delay_s, fn)`` (the simulator passes ``loop.call_later``).
+"""
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from gpiozero.pins.mock import MockPin
+
+Schedule = Callable[[float, Callable[[], None]], object]
+
+
+class RelayPin(MockPin):  # type: ignore[misc]  # gpiozero is untyped
+    """A mock output pin that calls ``on_change(state)`` whenever its state changes."""
+
+    def __init__(self, factory: Any, info: Any) -> None:
+        super().__init__(factory, info)
+        self.on_change: Callable[[bool], None] | None = None
+
+    def _change_state(self, value: bool) -> bool:
+        changed: bool = super()._change_state(value)
+        if changed and self.on_change is not None:
+            self.on_change(value)
+        return changed
+
+
+class DoorPhysics:
+    """Moves one compartment's door switch pin in response to its relay pin."""
+
+    def __init__(
+        self,
+        relay: RelayPin,
+        door: MockPin,
+        relay_active_high: bool,
+        rng: random.Random,
+        schedule: Schedule,
+        jammed: bool,
+        dwell_mean_s: float,
+    ) -> None:
+        self.door = door
+        self.jammed = jammed
+        self._active = relay_active_high
+        self._rng = rng
+        self._schedule = schedule
+        self._dwell_mean_s = dwell_mean_s
+        self._opening = False
+        relay.on_change = self._relay_changed
+        door.drive_low()  # switch pressed: doors start closed
+
+    @property
+    def is_open(self) -> bool:
+        """True while the door switch pin is released (high)."""
+        return bool(self.door.state)
+
+    def _relay_changed(self, state: bool) -> None:
+        if state != self._active or self.jammed or self.is_open or self._opening:
+            return
+        self._opening = True
+        self._schedule(self._rng.uniform(0.05, 0.3), self._open)
+
+    def _open(self) -> None:
+        self._opening = False
+        self.door.drive_high()
+        self._schedule(self._rng.expovariate(1 / self._dwell_mean_s), self.door.drive_low)

@@ -1,0 +1,104 @@
+"""``lockerfleet sim``: many real agents in one process, each with its own simulated board and MQTT link.
+
+Each node is a full :class:`~node_agent.agent.Agent` (journal, outbox, link) on a fresh gpiozero
+``MockFactory`` whose pins are driven by simple physics: batteries drain and charge, temperature follows a
+daily cycle, doors open when their relay fires and close after a dwell, and a share of doors is jammed.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from collections.abc import Callable
+
+from node_agent.agent import Agent
+from node_agent.board import BoardProfile, default_sim_profile
+from node_agent.logs import configure
+from node_agent.settings import AgentSettings, SimSettings
+from node_agent.sim import SimulatedBoard
+
+log = logging.getLogger(__name__)
+
+PHYSICS_STEP_S = 1.0
+
+
+class Fleet:
+    """The simulated nodes of one process: their boards and agents."""
+
+    def __init__(self, settings: SimSettings, schedule: Callable[[float, Callable[[], None]], object]) -> None:
+        profile: BoardProfile = (
+            BoardProfile.from_toml(settings.board_profile) if settings.board_profile else default_sim_profile()
+        )
+        rng = random.Random(settings.seed)
+        self.settings = settings
+        self.boards: list[SimulatedBoard] = []
+        self.agents: list[Agent] = []
+        for i in range(settings.nodes):
+            node_id = f"{settings.node_prefix}-{i:04d}"
+            board = SimulatedBoard(
+                profile,
+                rng=random.Random(rng.random()),
+                schedule=schedule,
+                jam_share=settings.jam_share,
+                door_dwell_s=settings.door_dwell_s,
+                power_source=settings.power_source,
+            )
+            agent_settings = AgentSettings(
+                node_id=node_id,
+                mqtt_url=settings.mqtt_url,
+                data_dir=settings.data_dir / node_id,
+                telemetry_interval_s=settings.telemetry_interval_s,
+            )
+            self.boards.append(board)
+            self.agents.append(Agent(agent_settings, board.hardware))
+
+    @property
+    def online(self) -> int:
+        """Nodes whose link is connected right now."""
+        return sum(1 for a in self.agents if a.link.connected)
+
+    async def run(self) -> None:
+        """Start every agent (spread over ``ramp_s``) and step the physics, until cancelled."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._physics())
+            gap = self.settings.ramp_s / max(1, len(self.agents))
+            for agent in self.agents:
+                group.create_task(agent.run())
+                await asyncio.sleep(gap)
+
+    async def _physics(self) -> None:
+        while True:
+            await asyncio.sleep(PHYSICS_STEP_S)
+            for board in self.boards:
+                board.step(PHYSICS_STEP_S)
+
+    def close(self) -> None:
+        """Close every agent's stores and hardware."""
+        for agent in self.agents:
+            agent.close()
+
+
+async def _serve(settings: SimSettings) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    fleet = Fleet(settings, loop.call_later)
+    log.info("simulator starting nodes=%d broker=%s data=%s", settings.nodes, settings.mqtt_url, settings.data_dir)
+    try:
+        async with asyncio.timeout(settings.duration_s):
+            await fleet.run()
+    except TimeoutError:
+        log.info("simulator duration reached seconds=%s", settings.duration_s)
+    finally:
+        fleet.close()
+
+
+def run_sim(settings: SimSettings) -> int:
+    """Run the simulated fleet until Ctrl-C, SIGTERM or ``duration_s``."""
+    configure()
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(_serve(settings))
+    return 0
