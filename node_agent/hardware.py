@@ -1,8 +1,9 @@
 """The locker's devices, built from its board profile through gpiozero.
 
-Door switches are ``Button`` inputs (pull-up; the switch is closed — pressed — while the door is closed), lock
-relays are ``DigitalOutputDevice`` outputs (on = unlocked). The pin factory comes from the profile: gpiozero's
-default on a Pi, a fresh ``MockFactory`` per board for tests and the simulator.
+Door switches are ``DigitalInputDevice`` inputs with a pull-up: active while the switch is closed, i.e. while the
+door is closed. (``Button`` would add a hold-timer thread per door, which 500 simulated nodes cannot afford, and
+doors need no hold events.) Lock relays are ``DigitalOutputDevice`` outputs (on = unlocked). The pin factory comes
+from the profile: gpiozero's default on a Pi, a fresh ``MockFactory`` per board for tests and the simulator.
 """
 
 from collections.abc import Callable
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gpiozero import MCP3008, Button, Device, DigitalInputDevice, DigitalOutputDevice, Factory
+from gpiozero import MCP3008, Device, DigitalInputDevice, DigitalOutputDevice, Factory
 from gpiozero.pins.mock import MockFactory
 
 from node_agent.board import BoardProfile, CompartmentPins, Mcp3xxxBattery, W1Temperature
@@ -57,14 +58,14 @@ class Compartment:
     def __init__(self, pins: CompartmentPins, relay_active_high: bool, factory: Factory) -> None:
         self.id = pins.id
         self.size: CompartmentSize = pins.size
-        self.door = Button(pins.door_pin, pull_up=True, pin_factory=factory)
+        self.door = DigitalInputDevice(pins.door_pin, pull_up=True, pin_factory=factory)
         self.relay = DigitalOutputDevice(
             pins.relay_pin, active_high=relay_active_high, initial_value=False, pin_factory=factory
         )
 
     def door_is_open(self) -> bool:
-        """True while the door switch is released."""
-        return not self.door.is_pressed
+        """True while the door switch is open (input inactive)."""
+        return not self.door.is_active
 
     def relay_on(self) -> None:
         """Energise the relay: unlock."""
@@ -80,8 +81,8 @@ class Compartment:
 
     def close(self) -> None:
         """Release the relay and free both pins (door callbacks are detached first)."""
-        self.door.when_pressed = None
-        self.door.when_released = None
+        self.door.when_activated = None
+        self.door.when_deactivated = None
         self.relay.off()
         self.relay.close()
         self.door.close()
@@ -171,8 +172,8 @@ class Hardware:
         """Call ``callback(compartment_id, is_open)`` on every door switch edge."""
         for compartment in self.compartments.values():
             cid = compartment.id
-            compartment.door.when_pressed = lambda cid=cid: callback(cid, False)
-            compartment.door.when_released = lambda cid=cid: callback(cid, True)
+            compartment.door.when_activated = lambda cid=cid: callback(cid, False)
+            compartment.door.when_deactivated = lambda cid=cid: callback(cid, True)
 
     def close(self) -> None:
         """Release every relay and free every pin."""

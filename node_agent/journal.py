@@ -1,18 +1,27 @@
-"""Crash-safe command journal on local disk (SQLite, WAL, synchronous=FULL).
+"""Crash-safe command journal on local disk (SQLite, WAL, ``synchronous=FULL``: every write is fsynced).
 
 A command is journaled before the agent acts on it and its result before the agent replies, so after a crash a
-command whose outcome is unknown is found here, reported ``unknown`` and never executed again.
+command whose outcome is unknown is found here, reported ``unknown`` and never executed again. The same file holds
+the boot counter and a capped dead letter of refused inbound payloads.
 """
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
 MAX_REJECTED_ROWS: Final = 1000
+"""Dead letters kept; older ones are deleted."""
 MAX_REJECTED_BYTES: Final = 4096
+"""A dead letter's payload is cut to this many bytes."""
+MAX_REJECTED_TEXT: Final = 512
+"""A dead letter's topic and detail are cut to this many characters."""
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_US: Final = timedelta(microseconds=1)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS boot (id INTEGER PRIMARY KEY CHECK (id = 1), boot_id INTEGER NOT NULL);
@@ -57,7 +66,7 @@ class JournalEntry:
 
 @dataclass(frozen=True)
 class RejectedPayload:
-    """An inbound payload refused by the contract, kept for inspection."""
+    """An inbound payload refused by the contract, kept (truncated) for inspection."""
 
     received_at: datetime
     topic: str
@@ -66,32 +75,27 @@ class RejectedPayload:
     detail: str
 
 
-def _us(value: datetime) -> int:
-    return round(value.timestamp() * 1_000_000)
-
-
-def _dt(us: int) -> datetime:
-    return datetime.fromtimestamp(us / 1_000_000, UTC)
-
-
 class Journal:
-    """The agent's journal of commands, boot counter and dead letters."""
+    """The agent's journal of commands, boot counter and dead letters.
+
+    Every method is one committed transaction, durable when it returns. Use from one thread at a time.
+    """
 
     def __init__(self, path: Path, now: Callable[[], datetime]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._now = now
+        # Autocommit mode: transactions are opened explicitly by _write. The agent builds its stores on one
+        # thread and runs them on its loop thread, hence check_same_thread=False.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
 
     def next_boot_id(self) -> int:
-        """Increment and return the persisted boot counter (1 on the first start)."""
-        with self._db:
-            self._db.execute(
-                "INSERT INTO boot (id, boot_id) VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET boot_id = boot_id + 1"
-            )
-            (boot_id,) = self._db.execute("SELECT boot_id FROM boot WHERE id = 1").fetchone()
+        """Increment and return the persisted boot counter: 1 on the first start."""
+        with self._write():
+            self._db.execute("INSERT INTO boot VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET boot_id = boot_id + 1")
+            (boot_id,) = self._db.execute("SELECT boot_id FROM boot").fetchone()
         return int(boot_id)
 
     def lookup(self, command_id: str) -> JournalEntry | None:
@@ -103,29 +107,71 @@ class Journal:
         return _entry(row) if row else None
 
     def begin(self, command_id: str, expires_at: datetime, command: bytes) -> None:
-        """Record that the agent is about to act on ``command_id`` (durable on return)."""
-        try:
-            with self._db:
-                self._db.execute(
-                    "INSERT INTO command (command_id, received_us, expires_us, command) VALUES (?, ?, ?, ?)",
-                    (command_id, _us(self._now()), _us(expires_at), command),
-                )
-        except sqlite3.IntegrityError:
-            raise JournalError(f"command {command_id!r} is already journaled") from None
+        """Record that the agent is about to act on ``command_id``; :class:`JournalError` if already journaled."""
+        self._insert(command_id, expires_at, command, None)
 
     def finish(self, command_id: str, result: bytes) -> None:
-        """Record the final result of a begun command (durable on return)."""
-        with self._db:
+        """Record the final result of a begun command; :class:`JournalError` if it was never begun."""
+        with self._write():
             changed = self._db.execute(
                 "UPDATE command SET result = ? WHERE command_id = ?", (result, command_id)
             ).rowcount
-        if changed != 1:
-            raise JournalError(f"command {command_id!r} was never begun")
+            if changed != 1:
+                raise JournalError(f"command {command_id!r} was never begun")
 
     def record(self, command_id: str, expires_at: datetime, command: bytes, result: bytes) -> None:
-        """Journal a command answered without acting (expired, rejected) in one transaction."""
+        """Journal a command answered without acting (expired, rejected): begin and finish in one transaction."""
+        self._insert(command_id, expires_at, command, result)
+
+    def unfinished(self) -> list[JournalEntry]:
+        """Commands begun and never finished (the process died while executing them), oldest first."""
+        # rowid order is insertion order (a new rowid is max + 1), unlike received_at when the clock steps back.
+        rows = self._db.execute(
+            "SELECT command_id, received_us, expires_us, command, result FROM command "
+            "WHERE result IS NULL ORDER BY rowid"
+        ).fetchall()
+        return [_entry(r) for r in rows]
+
+    def prune(self, retention: timedelta) -> int:
+        """Forget finished commands that expired more than ``retention`` ago; return how many."""
+        with self._write():
+            return self._db.execute(
+                "DELETE FROM command WHERE result IS NOT NULL AND expires_us < ?", (_us(self._now() - retention),)
+            ).rowcount
+
+    def keep_rejected(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
+        """Keep a refused inbound payload, truncated; only the newest :data:`MAX_REJECTED_ROWS` are kept."""
+        with self._write():
+            self._db.execute(
+                "INSERT INTO rejected (received_us, topic, payload, reason, detail) VALUES (?, ?, ?, ?, ?)",
+                (
+                    _us(self._now()),
+                    topic[:MAX_REJECTED_TEXT],
+                    payload[:MAX_REJECTED_BYTES],
+                    reason[:MAX_REJECTED_TEXT],
+                    detail[:MAX_REJECTED_TEXT],
+                ),
+            )
+            self._db.execute(
+                "DELETE FROM rejected WHERE id <= (SELECT id FROM rejected ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (MAX_REJECTED_ROWS,),
+            )
+
+    def rejected(self, limit: int = 100) -> list[RejectedPayload]:
+        """Up to ``limit`` kept payloads, newest first."""
+        rows = self._db.execute(
+            "SELECT received_us, topic, payload, reason, detail FROM rejected ORDER BY id DESC LIMIT ?",
+            (max(limit, 0),),
+        ).fetchall()
+        return [RejectedPayload(_dt(r[0]), r[1], bytes(r[2]), r[3], r[4]) for r in rows]
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def _insert(self, command_id: str, expires_at: datetime, command: bytes, result: bytes | None) -> None:
         try:
-            with self._db:
+            with self._write():
                 self._db.execute(
                     "INSERT INTO command (command_id, received_us, expires_us, command, result) VALUES (?, ?, ?, ?, ?)",
                     (command_id, _us(self._now()), _us(expires_at), command, result),
@@ -133,43 +179,26 @@ class Journal:
         except sqlite3.IntegrityError:
             raise JournalError(f"command {command_id!r} is already journaled") from None
 
-    def unfinished(self) -> list[JournalEntry]:
-        """Commands begun and never finished: the process died while executing them. Oldest first."""
-        rows = self._db.execute(
-            "SELECT command_id, received_us, expires_us, command, result FROM command "
-            "WHERE result IS NULL ORDER BY received_us, rowid"
-        ).fetchall()
-        return [_entry(r) for r in rows]
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
-    def prune(self, retention: timedelta) -> int:
-        """Forget finished commands that expired more than ``retention`` ago; return how many."""
-        horizon = _us(self._now() - retention)
-        with self._db:
-            return self._db.execute(
-                "DELETE FROM command WHERE result IS NOT NULL AND expires_us < ?", (horizon,)
-            ).rowcount
 
-    def keep_rejected(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
-        """Keep a refused inbound payload (truncated) for inspection; only the newest rows are kept."""
-        with self._db:
-            self._db.execute(
-                "INSERT INTO rejected (received_us, topic, payload, reason, detail) VALUES (?, ?, ?, ?, ?)",
-                (_us(self._now()), topic[:256], payload[:MAX_REJECTED_BYTES], reason, detail[:512]),
-            )
-            self._db.execute(
-                "DELETE FROM rejected WHERE id <= (SELECT max(id) FROM rejected) - ?", (MAX_REJECTED_ROWS,)
-            )
+def _us(value: datetime) -> int:
+    """Exact microseconds since the epoch of an aware datetime."""
+    if value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: the journal needs an aware (UTC) time")
+    return (value - _EPOCH) // _US
 
-    def rejected(self, limit: int = 100) -> list[RejectedPayload]:
-        """Kept payloads, newest first."""
-        rows = self._db.execute(
-            "SELECT received_us, topic, payload, reason, detail FROM rejected ORDER BY id DESC LIMIT ?", (limit,)
-        ).fetchall()
-        return [RejectedPayload(_dt(r[0]), r[1], bytes(r[2]), r[3], r[4]) for r in rows]
 
-    def close(self) -> None:
-        """Close the database."""
-        self._db.close()
+def _dt(us: int) -> datetime:
+    return _EPOCH + us * _US
 
 
 def _entry(row: tuple[str, int, int, bytes, bytes | None]) -> JournalEntry:

@@ -149,7 +149,7 @@ class Link:
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:
-            items = self._outbox.peek(self.config.window)
+            items = self._outbox.peek(self.config.window, sending=True)
             if not items:
                 self._wake.clear()
                 if len(self._outbox) == 0:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import resource
 import signal
 from collections.abc import Callable
 
@@ -96,9 +97,17 @@ async def _serve(settings: SimSettings) -> None:
         fleet.close()
 
 
+def _raise_open_file_limit() -> None:
+    """Each node holds a socket and two SQLite files (with WAL): lift the soft descriptor limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run_sim(settings: SimSettings) -> int:
     """Run the simulated fleet until Ctrl-C, SIGTERM or ``duration_s``."""
     configure()
+    _raise_open_file_limit()
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(_serve(settings))
     return 0
