@@ -6,12 +6,13 @@ doors need no hold events.) Lock relays are ``DigitalOutputDevice`` outputs (on 
 from the profile: gpiozero's default on a Pi, a fresh ``MockFactory`` per board for tests and the simulator.
 """
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gpiozero import MCP3008, Device, DigitalInputDevice, DigitalOutputDevice, Factory
+from gpiozero import MCP3008, CallbackSetToNone, Device, DigitalInputDevice, DigitalOutputDevice, Factory
 from gpiozero.pins.mock import MockFactory
 
 from node_agent.board import BoardProfile, CompartmentPins, Mcp3xxxBattery, W1Temperature
@@ -81,8 +82,10 @@ class Compartment:
 
     def close(self) -> None:
         """Release the relay and free both pins (door callbacks are detached first)."""
-        self.door.when_activated = None
-        self.door.when_deactivated = None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CallbackSetToNone)  # detaching on purpose
+            self.door.when_activated = None
+            self.door.when_deactivated = None
         self.relay.off()
         self.relay.close()
         self.door.close()
