@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
 
-from controller.settings import ControllerSettings
+from controller.settings import ControllerSettings, DemoSettings
 from node_agent.settings import AgentSettings, SimSettings
 
 
@@ -33,15 +33,18 @@ def _run_sim(settings: BaseSettings) -> int:
     return run_sim(settings)
 
 
+def _run_demo(settings: BaseSettings) -> int:
+    from controller.demo import run_demo  # noqa: PLC0415
+
+    assert isinstance(settings, DemoSettings)
+    return run_demo(settings)
+
+
 COMMANDS: dict[str, tuple[str, type[BaseSettings], Callable[[BaseSettings], int]]] = {
     "controller": ("run the central service", ControllerSettings, _not_built("controller", "issue 4")),
     "agent": ("run the agent of one locker", AgentSettings, _run_agent),
     "sim": ("run a simulated fleet of agents on mock pins", SimSettings, _run_sim),
-    "demo": (
-        "start broker, InfluxDB, controller and a fleet",
-        ControllerSettings,
-        _not_built("demo", "issue 4"),
-    ),
+    "demo": ("start a local broker and a simulated fleet, open a door", DemoSettings, _run_demo),
 }
 
 

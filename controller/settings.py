@@ -24,3 +24,13 @@ class ControllerSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Address the courier API and /metrics bind to.")
     http_port: int = Field(default=8080, ge=1, le=65535, description="Port of the courier API and /metrics.")
     store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="SQLite file of the fleet store.")
+
+
+class DemoSettings(BaseSettings):
+    """Settings of the demo."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+    nodes: int = Field(default=20, ge=1, le=500, description="Simulated lockers in the demo fleet.")
+    run_dir: Path = Field(default=Path(".run/demo"), description="Broker data, agent journals and logs.")
+    duration_s: float | None = Field(default=None, gt=0, description="Stop after this many seconds (default: Ctrl-C).")
