@@ -6,12 +6,13 @@ the boot counter and a capped dead letter of refused inbound payloads.
 """
 
 import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
+
+from node_agent.sqlite_store import open_database, write
 
 MAX_REJECTED_ROWS: Final = 1000
 """Dead letters kept; older ones are deleted."""
@@ -82,18 +83,12 @@ class Journal:
     """
 
     def __init__(self, path: Path, now: Callable[[], datetime]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._now = now
-        # Autocommit mode: transactions are opened explicitly by _write. The agent builds its stores on one
-        # thread and runs them on its loop thread, hence check_same_thread=False.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def next_boot_id(self) -> int:
         """Increment and return the persisted boot counter: 1 on the first start."""
-        with self._write():
+        with write(self._db, fsync=True):
             self._db.execute("INSERT INTO boot VALUES (1, 1) ON CONFLICT (id) DO UPDATE SET boot_id = boot_id + 1")
             (boot_id,) = self._db.execute("SELECT boot_id FROM boot").fetchone()
         return int(boot_id)
@@ -112,7 +107,7 @@ class Journal:
 
     def finish(self, command_id: str, result: bytes) -> None:
         """Record the final result of a begun command; :class:`JournalError` if it was never begun."""
-        with self._write():
+        with write(self._db, fsync=True):
             changed = self._db.execute(
                 "UPDATE command SET result = ? WHERE command_id = ?", (result, command_id)
             ).rowcount
@@ -134,14 +129,14 @@ class Journal:
 
     def prune(self, retention: timedelta) -> int:
         """Forget finished commands that expired more than ``retention`` ago; return how many."""
-        with self._write():
+        with write(self._db, fsync=True):
             return self._db.execute(
                 "DELETE FROM command WHERE result IS NOT NULL AND expires_us < ?", (_us(self._now() - retention),)
             ).rowcount
 
     def keep_rejected(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
         """Keep a refused inbound payload, truncated; only the newest :data:`MAX_REJECTED_ROWS` are kept."""
-        with self._write():
+        with write(self._db, fsync=True):
             self._db.execute(
                 "INSERT INTO rejected (received_us, topic, payload, reason, detail) VALUES (?, ?, ?, ?, ?)",
                 (
@@ -171,23 +166,13 @@ class Journal:
 
     def _insert(self, command_id: str, expires_at: datetime, command: bytes, result: bytes | None) -> None:
         try:
-            with self._write():
+            with write(self._db, fsync=True):
                 self._db.execute(
                     "INSERT INTO command (command_id, received_us, expires_us, command, result) VALUES (?, ?, ?, ?, ?)",
                     (command_id, _us(self._now()), _us(expires_at), command, result),
                 )
         except sqlite3.IntegrityError:
             raise JournalError(f"command {command_id!r} is already journaled") from None
-
-    @contextmanager
-    def _write(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
 
 def _us(value: datetime) -> int:

@@ -9,11 +9,11 @@ and reach the disk with the next fsync; power loss can lose the last few of them
 delivered twice, a drop counted twice), never an event or a result.
 """
 
-import sqlite3
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from node_agent.sqlite_store import open_database, write
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS item (
@@ -47,13 +47,8 @@ class Outbox:
     def __init__(self, path: Path, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"outbox capacity must be at least 1, got {capacity}")
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.capacity = capacity
-        # Autocommit mode: transactions are opened explicitly by _write. The agent builds its stores on one
-        # thread and runs them on its loop thread, hence check_same_thread=False.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
         (self._len,) = self._db.execute("SELECT count(*) FROM item").fetchone()
         self._sending_upto = 0
 
@@ -61,7 +56,7 @@ class Outbox:
         """Append a message; when full, drop the oldest droppable item, or this one if droppable and none is."""
         if qos not in (0, 1, 2):
             raise ValueError(f"qos must be 0, 1 or 2, got {qos}")
-        with self._write(fsync=not droppable):
+        with write(self._db, fsync=not droppable):
             excess = self._len + 1 - self.capacity  # above 1 only when reopened with a smaller capacity
             evicted = 0
             if excess > 0:
@@ -96,13 +91,13 @@ class Outbox:
 
     def ack(self, ids: Iterable[int]) -> None:
         """Remove delivered items; unknown ids are ignored."""
-        with self._write(fsync=False):
+        with write(self._db, fsync=False):
             removed = self._db.executemany("DELETE FROM item WHERE id = ?", ((i,) for i in ids)).rowcount
         self._len -= removed
 
     def take_dropped(self) -> int:
         """Drops since the last call (persisted across restarts); resets the count to 0."""
-        with self._write(fsync=False):
+        with write(self._db, fsync=False):
             (count,) = self._db.execute("SELECT count FROM dropped").fetchone()
             if count:
                 self._db.execute("UPDATE dropped SET count = 0")
@@ -115,14 +110,3 @@ class Outbox:
     def close(self) -> None:
         """Close the database."""
         self._db.close()
-
-    @contextmanager
-    def _write(self, *, fsync: bool) -> Iterator[None]:
-        self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")

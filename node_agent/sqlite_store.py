@@ -1,0 +1,32 @@
+"""What the agent's SQLite stores share: how a database file is opened and how a write transaction runs."""
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def open_database(path: Path, schema: str) -> sqlite3.Connection:
+    """Open (creating parents and tables) a WAL-mode database in autocommit mode.
+
+    Transactions are opened explicitly by :func:`write`. The agent builds its stores on one thread and uses
+    them on its event loop thread (one at a time), hence ``check_same_thread=False``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(schema)
+    return db
+
+
+@contextmanager
+def write(db: sqlite3.Connection, *, fsync: bool) -> Iterator[None]:
+    """One ``BEGIN IMMEDIATE … COMMIT`` transaction, rolled back on error; ``fsync`` makes it durable on return."""
+    db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
