@@ -21,6 +21,7 @@ class EmulatedMcp3008(MockSPIDevice):  # type: ignore[misc]  # gpiozero is untyp
         self.vref = vref
         self.volts = [0.0] * 8
         self.state = "idle"
+        self.rx_buf: list[int] = []
 
     def on_start(self) -> None:
         super().on_start()
