@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from node_agent.outbox import Outbox
 
@@ -87,10 +87,9 @@ class Link:
             # The session ended after being established: start over with a short jittered pause.
             await asyncio.sleep(random.uniform(0, self.config.reconnect_min_s))
 
-    def _log_retry(self, state: object) -> None:
-        outcome = getattr(state, "outcome", None)
-        error = outcome.exception() if outcome is not None else None
-        sleep = getattr(getattr(state, "next_action", None), "sleep", 0.0)
+    def _log_retry(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        sleep = state.next_action.sleep if state.next_action is not None else 0.0
         log.warning(
             "broker unreachable client_id=%s url=%s error=%r backlog=%d action=retrying in %.1fs; "
             "check the broker and the network, the outbox keeps everything meanwhile",

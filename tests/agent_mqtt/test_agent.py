@@ -1,28 +1,32 @@
 """The agent against a real mosquitto, on gpiozero mock pins: events, door commands, exactly-once, offline."""
 
-import itertools
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from gpiozero.pins.mock import MockPin
 
 from controller.local_services import Mosquitto
 from schemas import (
     Channel,
     CommandCause,
-    CommandResult,
     CommandStatus,
     DoorEvent,
     DoorResult,
-    OpenCommand,
-    StatusBirth,
     Telemetry,
     decode,
-    encode,
     topic,
 )
-from tests.agent_mqtt.conftest import PULSE_MS, AgentFactory, build_hardware, sim_profile
+from tests.agent_mqtt.conftest import AgentFactory
+from tests.agent_mqtt.helpers import (
+    PULSE_MS,
+    births,
+    build_hardware,
+    final,
+    pulses,
+    results,
+    send_open,
+    sim_profile,
+    wait_online,
+)
 from tests.harness.mqtt import Capture, Delivered, connect
 
 pytestmark = pytest.mark.integration
@@ -30,49 +34,6 @@ pytestmark = pytest.mark.integration
 PROFILE = sim_profile()
 A = PROFILE.compartments[0]
 B = PROFILE.compartments[1]
-
-
-def results(deliveries: list[Delivered]) -> list[CommandResult]:
-    return [decode(Channel.RESULT, d.payload) for d in deliveries if d.topic.endswith("/result")]
-
-
-def final(deliveries: list[Delivered], command_id: str) -> list[CommandResult]:
-    return [r for r in results(deliveries) if r.command_id == command_id and r.status != CommandStatus.ACCEPTED]
-
-
-def send_open(
-    mosquitto: Mosquitto, compartment: str, command_id: str, node_id: str = "node-1", ttl_s: float = 30
-) -> None:
-    now = datetime.now(UTC)
-    command = OpenCommand(
-        command_id=command_id,
-        node_id=node_id,
-        issued_at=now - timedelta(seconds=1),
-        expires_at=now + timedelta(seconds=ttl_s),
-        compartment=compartment,
-    )
-    publisher = connect(mosquitto.url)
-    publisher.publish(topic(node_id, Channel.COMMAND), encode(command), qos=1).wait_for_publish(5)
-    publisher.disconnect()
-
-
-def pulses(pin: MockPin) -> list[float]:
-    """Durations (s) the pin spent high, from gpiozero's mock state history."""
-    states = pin.states
-    return [nxt.timestamp for cur, nxt in itertools.pairwise(states) if cur.state and not nxt.state]
-
-
-def births(deliveries: list[Delivered], node_id: str = "node-1") -> list[StatusBirth]:
-    status = [decode(Channel.STATUS, d.payload) for d in deliveries if d.topic == topic(node_id, Channel.STATUS)]
-    return [s for s in status if isinstance(s, StatusBirth)]
-
-
-def wait_online(capture: Capture, node_id: str = "node-1", boot_id: int = 1) -> StatusBirth:
-    """Wait for the node's birth of ``boot_id`` on ``capture`` and return it."""
-    delivered = capture.wait_until(lambda ds: any(b.boot_id == boot_id for b in births(ds, node_id)))
-    matching = [b for b in births(delivered, node_id) if b.boot_id == boot_id]
-    assert matching, f"no birth of boot {boot_id} from {node_id}"
-    return matching[-1]
 
 
 def test_birth_is_retained_and_describes_the_node(mosquitto: Mosquitto, start_agent: AgentFactory) -> None:

@@ -12,7 +12,7 @@ from controller.local_services import Mosquitto
 from node_agent.settings import SimSettings
 from node_agent.simulator import Fleet
 from schemas import Channel, CommandStatus, DoorEvent, DoorResult, Telemetry, decode
-from tests.agent_mqtt.test_agent import births, final, send_open
+from tests.agent_mqtt.helpers import births, final, send_open
 from tests.harness.mqtt import Capture, wait_until
 
 pytestmark = pytest.mark.integration
