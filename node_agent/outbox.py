@@ -1,7 +1,8 @@
 """Durable, bounded outbox (SQLite, WAL): everything the agent publishes waits here until the broker has it.
 
-When full, the oldest droppable item (telemetry) makes room and the drop is counted; events and command results
-are never dropped, so only they can push the outbox past its capacity.
+When full, the oldest droppable item (telemetry) not already handed to the broker makes room and the drop is
+counted; events and command results are never dropped, so only they (and one send window in flight) can push the
+outbox past its capacity.
 
 Durability: a non-droppable put is fsynced before it returns (``synchronous=FULL``), so it survives power loss.
 Droppable puts, acks and the drop counter are committed with ``synchronous=NORMAL``: they survive a killed process
