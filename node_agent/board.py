@@ -9,6 +9,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
+from gpiozero.pins.pi import PiBoardInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas import CompartmentSize, PowerSource
@@ -16,6 +17,18 @@ from schemas.types import CompartmentId, ShortText
 
 PinSpec = int | str
 """A GPIO pin as gpiozero accepts it: ``17``, ``"GPIO17"``, ``"BOARD11"``."""
+
+_HEADER = PiBoardInfo.from_revision(0xC03111)  # a Pi 4B; every Pi since the B+ has this 40-pin header
+SPI0_PINS = ("GPIO8", "GPIO9", "GPIO10", "GPIO11")
+"""CE0, MISO, MOSI, SCLK: taken by gpiozero's MCP3008 on hardware SPI port 0, device 0."""
+
+
+def gpio_name(spec: PinSpec) -> str:
+    """The canonical name (``"GPIO17"``) of a pin spec, so aliases compare equal; refuses non-GPIO pins."""
+    for _header, info in _HEADER.find_pin(spec):
+        if "gpio" in info.interfaces:
+            return str(info.name)
+    raise ValueError(f"pin {spec!r} is not a GPIO pin of the 40-pin header")
 
 
 class _Config(BaseModel):
@@ -97,11 +110,17 @@ class BoardProfile(_Config):
         ids = [c.id for c in self.compartments]
         if duplicated := sorted({i for i in ids if ids.count(i) > 1}):
             raise ValueError(f"compartment ids must be unique; repeated: {', '.join(duplicated)}")
-        pins = [str(p) for c in self.compartments for p in (c.door_pin, c.relay_pin)]
-        if isinstance(self.battery, Mcp3xxxBattery) and self.battery.charger_pin is not None:
-            pins.append(str(self.battery.charger_pin))
-        if duplicated := sorted({p for p in pins if pins.count(p) > 1}):
-            raise ValueError(f"each pin may be used once; repeated: {', '.join(duplicated)}")
+        users: dict[str, list[str]] = {}
+        for c in self.compartments:
+            users.setdefault(gpio_name(c.door_pin), []).append(f"{c.id} door_pin")
+            users.setdefault(gpio_name(c.relay_pin), []).append(f"{c.id} relay_pin")
+        if isinstance(self.battery, Mcp3xxxBattery):
+            for name in SPI0_PINS:
+                users.setdefault(name, []).append("battery SPI")
+            if self.battery.charger_pin is not None:
+                users.setdefault(gpio_name(self.battery.charger_pin), []).append("battery charger_pin")
+        if clashes := [f"{name} ({', '.join(u)})" for name, u in users.items() if len(u) > 1]:
+            raise ValueError(f"each pin may be used once; repeated: {'; '.join(clashes)}")
         return self
 
     @classmethod

@@ -152,24 +152,25 @@ class Hardware:
         battery: BatteryGauge | None = None,
         temperature: TemperatureSensor | None = None,
     ) -> None:
-        self.profile = profile
-        self.pin_factory: Any = pin_factory or _factory(profile)
-        self.compartments = {
-            pins.id: Compartment(pins, profile.relay_active_high, self.pin_factory) for pins in profile.compartments
-        }
-        self._closers: list[Callable[[], None]] = [c.close for c in self.compartments.values()]
-        if battery is None:
-            if not isinstance(profile.battery, Mcp3xxxBattery):
-                raise HardwareError("a simulated battery needs a model: run it through node_agent.sim.SimulatedBoard")
-            gauge = Mcp3xxxGauge(profile.battery, self.pin_factory)
-            self._closers.append(gauge.close)
-            battery = gauge
         if temperature is None:
             if not isinstance(profile.temperature, W1Temperature):
                 raise HardwareError("a simulated temperature needs a model: use node_agent.sim.SimulatedBoard")
             temperature = W1Thermometer(profile.temperature)
+        self.profile = profile
+        self.pin_factory: Any = pin_factory or _factory(profile)
+        gauge_closers: list[Callable[[], None]] = []
+        if battery is None:
+            if not isinstance(profile.battery, Mcp3xxxBattery):  # refused before any pin is claimed
+                raise HardwareError("a simulated battery needs a model: run it through node_agent.sim.SimulatedBoard")
+            gauge = Mcp3xxxGauge(profile.battery, self.pin_factory)
+            gauge_closers.append(gauge.close)
+            battery = gauge
         self.battery: BatteryGauge = battery
         self.temperature: TemperatureSensor = temperature
+        self.compartments = {
+            pins.id: Compartment(pins, profile.relay_active_high, self.pin_factory) for pins in profile.compartments
+        }
+        self._closers = [c.close for c in self.compartments.values()] + gauge_closers
 
     def on_door_change(self, callback: DoorCallback) -> None:
         """Call ``callback(compartment_id, is_open)`` on every door switch edge."""

@@ -1,6 +1,7 @@
 """Board profiles, gpiozero devices on mock pins, and the simulator's physics."""
 
 import random
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,18 +25,30 @@ def test_shipped_profiles_load() -> None:
 
 
 @pytest.mark.parametrize(
-    ("change", "message"),
+    ("name", "change", "message"),
     [
-        (lambda t: t.replace("door_pin = 5,", "door_pin = 4,"), "each pin may be used once; repeated: 4"),
-        (lambda t: t.replace('id = "A2"', 'id = "A1"'), "compartment ids must be unique; repeated: A1"),
-        (lambda t: t.replace('kind = "sim"\ncapacity_wh', 'kind = "nuclear"\ncapacity_wh'), "battery"),
-        (lambda t: t.replace("pulse_ms = 500", "pulse_ms = 0"), "pulse_ms"),
-        (lambda t: t + "\nsurprise = 1\n", "surprise"),
+        ("sim-locker-8", lambda t: t.replace("door_pin = 5,", "door_pin = 4,"), r"repeated: GPIO4 \(A1 door_pin, A2"),
+        ("sim-locker-8", lambda t: t.replace("door_pin = 5,", 'door_pin = "BOARD7",'), "repeated: GPIO4"),  # alias
+        ("sim-locker-8", lambda t: t.replace("door_pin = 5,", 'door_pin = "GND",'), "'GND' is not a GPIO pin"),
+        ("sim-locker-8", lambda t: t.replace("door_pin = 5,", "door_pin = 40,"), "40 is not a GPIO pin"),
+        (
+            "pi4-locker-8",
+            lambda t: t.replace("door_pin = 5,", "door_pin = 10,"),
+            r"GPIO10 \(A1 door_pin, battery SPI\)",
+        ),
+        ("sim-locker-8", lambda t: t.replace('id = "A2"', 'id = "A1"'), "compartment ids must be unique; repeated: A1"),
+        ("sim-locker-8", lambda t: t.replace('kind = "sim"\ncapacity_wh', 'kind = "nuclear"\ncapacity_wh'), "battery"),
+        ("sim-locker-8", lambda t: t.replace("pulse_ms = 500", "pulse_ms = 0"), "pulse_ms"),
+        ("sim-locker-8", lambda t: t + "\nsurprise = 1\n", "surprise"),
     ],
 )
-def test_bad_profiles_name_the_file_and_the_problem(tmp_path: Path, change: Callable[[str], str], message: str) -> None:
+def test_bad_profiles_name_the_file_and_the_problem(
+    tmp_path: Path, name: str, change: Callable[[str], str], message: str
+) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text(change(shipped_profile("sim-locker-8").read_text()))
+    text = shipped_profile(name).read_text()
+    assert change(text) != text
+    path.write_text(change(text))
     with pytest.raises(ValueError, match=message) as info:
         BoardProfile.from_toml(path)
     assert str(path) in str(info.value)
@@ -70,9 +83,11 @@ def test_relay_polarity_follows_the_profile() -> None:
     assert relay_pin.state is True
 
 
-def test_a_sim_profile_without_models_is_refused() -> None:
+def test_a_sim_profile_without_models_is_refused_before_any_pin_is_claimed() -> None:
+    factory = MockFactory()
     with pytest.raises(HardwareError, match="SimulatedBoard"):
-        Hardware(SIM, pin_factory=MockFactory())
+        Hardware(SIM, pin_factory=factory, temperature=ThermalModel(20, 0, 0, random.Random(1)))
+    assert factory.pins == {}
 
 
 def test_w1_thermometer_reads_millidegrees_and_explains_failures(tmp_path: Path) -> None:
@@ -163,3 +178,14 @@ def test_a_jammed_door_never_moves() -> None:
         assert not compartment.door_is_open()
     assert schedule.pending == []
     board.hardware.close()
+
+
+def test_500_simulated_boards_share_a_process_each_on_its_own_pins_without_threads() -> None:
+    threads = threading.active_count()
+    boards = [SimulatedBoard(SIM, rng=random.Random(i)) for i in range(500)]
+    assert len({id(b.hardware.pin_factory) for b in boards}) == 500
+    assert threading.active_count() == threads  # no per-device threads (gpiozero's Button would start 4,000)
+    boards[7].hardware.pin_factory.pin(SIM.compartments[0].door_pin).drive_high()
+    assert [b.hardware.compartments["A1"].door_is_open() for b in boards[6:9]] == [False, True, False]
+    for board in boards:
+        board.hardware.close()
