@@ -95,15 +95,21 @@ class Agent:
         self.hardware.on_door_change(door_changed)
         self._recover()
         log.info("agent started node=%s boot_id=%d backlog=%d", self.node_id, self.boot_id, len(self.outbox))
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.link.run())
-            group.create_task(self._telemetry_loop())
-            group.create_task(self._prune_loop())
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.link.run())
+                group.create_task(self._telemetry_loop())
+                group.create_task(self._prune_loop())
+        finally:
+            # Commands in flight stop with the agent, on this loop: their relay is released and, with no final
+            # result journaled, the next start reports them unknown.
+            for task in self._tasks:
+                task.cancel()
+            if self._tasks:
+                await asyncio.wait(self._tasks)
 
     def close(self) -> None:
-        """Release the relays and close the stores."""
-        for task in self._tasks:
-            task.cancel()
+        """Release the relays and close the stores (after :meth:`run` has returned)."""
         self.hardware.close()
         self.outbox.close()
         self.journal.close()

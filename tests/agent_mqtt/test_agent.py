@@ -1,6 +1,7 @@
 """The agent against a real mosquitto, on gpiozero mock pins: events, door commands, exactly-once, offline."""
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -244,4 +245,24 @@ def test_tiny_outbox_drops_counted_telemetry_and_no_event(mosquitto: Mosquitto, 
     emitted_before = sum(1 for s in range(live.seq) if s not in events and s not in status_seqs)
     assert live.outbox_dropped > 0
     assert delivered_before + live.outbox_dropped == emitted_before
+    capture.close()
+
+
+def test_stopping_mid_command_releases_the_relay_and_the_restart_reports_unknown(
+    mosquitto: Mosquitto, start_agent: AgentFactory, tmp_path: Path
+) -> None:
+    profile = sim_profile(pulse_ms=5000, door_timeout_ms=5000)
+    hardware = build_hardware(profile)
+    capture = Capture(mosquitto.url, "lockers/v1/node-1/result")
+    agent = start_agent(hardware=hardware, data_dir=tmp_path / "node-1")
+    send_open(mosquitto, A.id, "cmd-stop")
+    capture.wait_until(lambda ds: any(r.status is CommandStatus.ACCEPTED for r in results(ds)))
+    relay = hardware.pin_factory.pin(A.relay_pin)
+    assert relay.state is True
+    agent.halt()
+    assert relay.state is False  # released by the agent's own shutdown, before its hardware is closed
+    agent.stop()
+    start_agent(hardware=build_hardware(profile), data_dir=tmp_path / "node-1")
+    [result] = final(capture.wait_until(lambda ds: bool(final(ds, "cmd-stop"))), "cmd-stop")
+    assert result.status is CommandStatus.UNKNOWN
     capture.close()

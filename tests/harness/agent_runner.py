@@ -19,6 +19,7 @@ class AgentThread:
         self.loop = asyncio.new_event_loop()
         self._task: asyncio.Task[None] | None = None
         self._started = threading.Event()
+        self._closed = False
         self._thread = threading.Thread(target=self._main, name=f"agent-{agent.node_id}", daemon=True)
 
     def _main(self) -> None:
@@ -39,12 +40,18 @@ class AgentThread:
         """Run ``fn`` on the agent's loop thread and return its result."""
         return asyncio.run_coroutine_threadsafe(_call(fn), self.loop).result(timeout_s)
 
-    def stop(self) -> None:
-        """Cancel the agent, wait for its thread, close its stores and hardware."""
+    def halt(self) -> None:
+        """Cancel the agent and wait for its thread, leaving stores and hardware open for inspection."""
         if self._task is not None and not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._task.cancel)
         self._thread.join(10)
-        self.agent.close()
+
+    def stop(self) -> None:
+        """Cancel the agent, wait for its thread, close its stores and hardware (once)."""
+        self.halt()
+        if not self._closed:
+            self._closed = True
+            self.agent.close()
 
 
 async def _call(fn: Callable[[], T]) -> T:
