@@ -18,7 +18,19 @@ from controller.local_services import Mosquitto
 from controller.settings import DemoSettings
 from node_agent.settings import SimSettings
 from node_agent.simulator import Fleet
-from schemas import Channel, CommandResult, CommandStatus, OpenCommand, decode, encode, fleet_filter, parse_topic, topic
+from schemas import (
+    Channel,
+    CommandResult,
+    CommandStatus,
+    OpenCommand,
+    PayloadError,
+    StatusBirth,
+    StatusDeath,
+    decode_message,
+    encode,
+    fleet_filter,
+    topic,
+)
 
 
 class Observer:
@@ -27,6 +39,7 @@ class Observer:
     def __init__(self, url: str) -> None:
         self.online: set[str] = set()
         self.telemetry = 0
+        self.rejected = 0
         self.results: dict[str, tuple[float, CommandResult]] = {}
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self._client.on_message = self._on_message
@@ -36,10 +49,15 @@ class Observer:
         self._client.loop_start()
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        where = parse_topic(msg.topic)
-        message = decode(where.channel, bytes(msg.payload))
-        if where.channel is Channel.STATUS:
-            (self.online.add if message.state == "online" else self.online.discard)(where.node_id)  # type: ignore[union-attr]
+        try:
+            where, message = decode_message(msg.topic, bytes(msg.payload))
+        except PayloadError:
+            self.rejected += 1  # counted and shown; a bad payload never stops the demo
+            return
+        if isinstance(message, StatusBirth):
+            self.online.add(where.node_id)
+        elif isinstance(message, StatusDeath):
+            self.online.discard(where.node_id)
         elif where.channel is Channel.TELEMETRY:
             self.telemetry += 1
         elif isinstance(message, CommandResult) and message.status is not CommandStatus.ACCEPTED:
@@ -100,7 +118,7 @@ def run_demo(settings: DemoSettings) -> int:
                 elapsed = time.monotonic() - started
                 print(
                     f"[{elapsed:5.1f}s] nodes online {len(observer.online):3d}/{settings.nodes}  "
-                    f"telemetry messages {observer.telemetry}",
+                    f"telemetry messages {observer.telemetry}  rejected {observer.rejected}",
                     flush=True,
                 )
                 if not opened and len(observer.online) == settings.nodes:
