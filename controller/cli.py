@@ -11,12 +11,11 @@ from controller.settings import ControllerSettings, DemoSettings
 from node_agent.settings import AgentSettings, SimSettings
 
 
-def _not_built(name: str, issue: str) -> Callable[[BaseSettings], int]:
-    def run(settings: BaseSettings) -> int:
-        print(f"lockerfleet {name}: not built yet ({issue}); settings parsed: {settings!r}", file=sys.stderr)
-        return 3
+def _run_controller(settings: BaseSettings) -> int:
+    from controller.server import run_controller  # noqa: PLC0415 - agents never load the controller
 
-    return run
+    assert isinstance(settings, ControllerSettings)
+    return run_controller(settings)
 
 
 def _run_agent(settings: BaseSettings) -> int:
@@ -41,7 +40,7 @@ def _run_demo(settings: BaseSettings) -> int:
 
 
 COMMANDS: dict[str, tuple[str, type[BaseSettings], Callable[[BaseSettings], int]]] = {
-    "controller": ("run the central service", ControllerSettings, _not_built("controller", "issue 4")),
+    "controller": ("run the central service", ControllerSettings, _run_controller),
     "agent": ("run the agent of one locker", AgentSettings, _run_agent),
     "sim": ("run a simulated fleet of agents on mock pins", SimSettings, _run_sim),
     "demo": ("start a local broker and a simulated fleet, open a door", DemoSettings, _run_demo),

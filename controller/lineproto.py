@@ -23,8 +23,9 @@ def tag(value: str) -> str:
 
 
 def string_field(value: str) -> str:
-    """Quote and escape a string field value."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Quote and escape a string field value; line breaks become a literal ``\\n`` (one line per point)."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r") + '"'
 
 
 def _bool(value: bool) -> str:
@@ -72,3 +73,25 @@ def result_line(r: CommandResult) -> str:
             fields.append(f"switch_latency_ms={outcome.switch_latency_ms}i")
     tags = f"node={tag(r.node_id)},status={r.status.value},result={result}"
     return f"command_result,{tags} {','.join(fields)} {ns(r.ts)}"
+
+
+def dead_letter_line(reason: str, topic: str, payload: bytes, detail: str, when_ns: int, cap: int) -> str:
+    """One ``dead_letter`` point keeping the first ``cap`` bytes of a refused payload for inspection."""
+    kept = payload[:cap].decode("utf-8", errors="backslashreplace")
+    return (
+        f"dead_letter,reason={tag(reason)} topic={string_field(topic)},size_bytes={len(payload)}i,"
+        f"payload={string_field(kept)},truncated={_bool(len(payload) > cap)},detail={string_field(detail)} {when_ns}"
+    )
+
+
+def fleet_line(online: int, stale: int, offline: int, when_ns: int) -> str:
+    """One ``fleet`` point: how many nodes are in each liveness state."""
+    return f"fleet online={online}i,stale={stale}i,offline={offline}i {when_ns}"
+
+
+def courier_open_line(node_id: str, outcome: str, rtt_ms: float, command_id: str, when_ns: int) -> str:
+    """One ``courier_open`` point: an HTTP open's outcome and round trip as the courier saw it."""
+    return (
+        f"courier_open,node={tag(node_id)},outcome={tag(outcome)} rtt_ms={rtt_ms},"
+        f"command_id={string_field(command_id)} {when_ns}"
+    )

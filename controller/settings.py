@@ -24,6 +24,33 @@ class ControllerSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Address the courier API and /metrics bind to.")
     http_port: int = Field(default=8080, ge=1, le=65535, description="Port of the courier API and /metrics.")
     store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="SQLite file of the fleet store.")
+    client_id: str = Field(
+        default="lockerfleet-controller",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="MQTT client id; the broker keeps this session (and unacknowledged messages) across restarts.",
+    )
+    share_group: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Share telemetry and events among controller processes with this MQTT 5 shared subscription.",
+    )
+    receive_maximum: int = Field(
+        default=5000,
+        ge=10,
+        le=65535,
+        description="Messages the broker may deliver before they are stored and acknowledged (the ingest buffer).",
+    )
+    batch_max_lines: int = Field(default=5000, ge=1, description="Write to InfluxDB once this many lines wait.")
+    batch_max_age_s: float = Field(default=0.1, gt=0, le=60, description="Write waiting lines at least this often.")
+    open_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="How long a courier open waits for the node; also the command's expiry."
+    )
+    fleet_snapshot_s: float = Field(
+        default=10.0, gt=0, description="Write node counts by state to InfluxDB (measurement fleet) this often."
+    )
+    dead_letter_max_bytes: int = Field(
+        default=4096, ge=0, le=65536, description="Bytes of a refused payload kept in the dead_letter measurement."
+    )
 
 
 class DemoSettings(BaseSettings):

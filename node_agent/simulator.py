@@ -11,7 +11,8 @@ import logging
 import random
 import resource
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 
 from node_agent.agent import Agent
 from node_agent.board import BoardProfile, default_sim_profile
@@ -95,6 +96,38 @@ async def _serve(settings: SimSettings) -> None:
         log.info("simulator duration reached seconds=%s", settings.duration_s)
     finally:
         fleet.close()
+
+
+@contextlib.contextmanager
+def background_fleet(settings: SimSettings) -> Iterator[Fleet]:
+    """Run a fleet on its own event loop thread (physics schedules on that loop); stop and close it on exit."""
+    loop = asyncio.new_event_loop()
+    built: list[Fleet] = []
+    ready = threading.Event()
+
+    async def main() -> None:
+        fleet = Fleet(settings, loop.call_later)
+        built.append(fleet)
+        ready.set()
+        await fleet.run()
+
+    task = loop.create_task(main())
+    thread = threading.Thread(target=_run_until_cancelled, args=(loop, task), name="sim-fleet", daemon=True)
+    thread.start()
+    if not ready.wait(30):
+        raise RuntimeError("the simulated fleet did not start within 30 s")
+    try:
+        yield built[0]
+    finally:
+        loop.call_soon_threadsafe(task.cancel)
+        thread.join(15)
+        built[0].close()
+
+
+def _run_until_cancelled(loop: asyncio.AbstractEventLoop, task: "asyncio.Task[None]") -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        loop.run_until_complete(task)
+    loop.close()
 
 
 def _raise_open_file_limit() -> None:

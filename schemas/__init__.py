@@ -11,7 +11,7 @@ from schemas.event import Cause, CodeCause, CommandCause, DoorEvent, Event, NoCa
 from schemas.result import CommandResult, CommandStatus, DoorOutcome, DoorResult
 from schemas.status import CompartmentInfo, CompartmentSize, Status, StatusBirth, StatusDeath
 from schemas.telemetry import Battery, CompartmentReading, DoorState, LockState, PowerSource, Telemetry
-from schemas.topics import Channel, NodeTopic, check_node_id, fleet_filter, parse_topic, topic
+from schemas.topics import Channel, Direction, NodeTopic, check_node_id, fleet_filter, parse_topic, topic
 from schemas.types import SCHEMA_VERSION, BootId, CommandId, CompartmentId, NodeId, Seq, SiteId
 
 __all__ = [
@@ -33,6 +33,7 @@ __all__ = [
     "CompartmentReading",
     "CompartmentSize",
     "ContractError",
+    "Direction",
     "DoorEvent",
     "DoorOutcome",
     "DoorResult",

@@ -3,16 +3,30 @@
 import pytest
 from pydantic_settings import BaseSettings, CliApp
 
-from controller.cli import main
+from controller.cli import COMMANDS, main
 from controller.settings import ControllerSettings
 from node_agent.settings import AgentSettings
 
 
-def test_flags_reach_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["controller", "--http-port", "9123", "--influx-db", "fleet"]) == 3
-    err = capsys.readouterr().err
-    assert "not built yet" in err
-    assert "http_port=9123" in err and "influx_db='fleet'" in err
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[BaseSettings]:
+    """Settings the ``controller`` command was started with (the service itself is replaced by a recorder)."""
+    seen: list[BaseSettings] = []
+
+    def record(settings: BaseSettings) -> int:
+        seen.append(settings)
+        return 7
+
+    description, settings_cls, _run = COMMANDS["controller"]
+    monkeypatch.setitem(COMMANDS, "controller", (description, settings_cls, record))
+    return seen
+
+
+def test_flags_reach_the_settings(parsed: list[BaseSettings]) -> None:
+    assert main(["controller", "--http-port", "9123", "--influx-db", "fleet", "--share-group", "ingest"]) == 7
+    settings = parsed[0]
+    assert isinstance(settings, ControllerSettings)
+    assert (settings.http_port, settings.influx_db, settings.share_group) == (9123, "fleet", "ingest")
 
 
 @pytest.mark.parametrize(
@@ -25,11 +39,11 @@ def test_flags_reach_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
     ],
 )
 def test_environment_variables_reach_the_settings(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], variable: str, value: str, shown: str
+    monkeypatch: pytest.MonkeyPatch, parsed: list[BaseSettings], variable: str, value: str, shown: str
 ) -> None:
     monkeypatch.setenv(variable, value)
     main(["controller"])
-    assert shown in capsys.readouterr().err
+    assert shown in repr(parsed[0])
 
 
 def test_a_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

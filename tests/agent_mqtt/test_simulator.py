@@ -1,52 +1,17 @@
 """The fleet simulator: real agents on physics-driven mock pins, each with its own connection to mosquitto."""
 
-import asyncio
-import contextlib
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from controller.local_services import Mosquitto
 from node_agent.settings import SimSettings
-from node_agent.simulator import Fleet
+from node_agent.simulator import background_fleet
 from schemas import Channel, CommandStatus, DoorEvent, DoorResult, Telemetry, decode
 from tests.agent_mqtt.helpers import births, final, send_open
 from tests.harness.mqtt import Capture, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@contextlib.contextmanager
-def running_fleet(settings: SimSettings) -> Iterator[Fleet]:
-    """Build the fleet on a loop thread (physics schedules on that loop), run it, stop and close it after."""
-    loop = asyncio.new_event_loop()
-    built: list[Fleet] = []
-    ready = threading.Event()
-
-    async def main() -> None:
-        fleet = Fleet(settings, loop.call_later)
-        built.append(fleet)
-        ready.set()
-        await fleet.run()
-
-    task = loop.create_task(main())
-    thread = threading.Thread(target=lambda: _run(loop, task), daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield built[0]
-    finally:
-        loop.call_soon_threadsafe(task.cancel)
-        thread.join(15)
-        built[0].close()
-
-
-def _run(loop: asyncio.AbstractEventLoop, task: asyncio.Task[None]) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        loop.run_until_complete(task)
-    loop.close()
 
 
 def fleet_settings(mosquitto: Mosquitto, tmp_path: Path, **changes: object) -> SimSettings:
@@ -63,7 +28,7 @@ def fleet_settings(mosquitto: Mosquitto, tmp_path: Path, **changes: object) -> S
 
 def test_every_simulated_node_connects_and_reports(mosquitto: Mosquitto, tmp_path: Path) -> None:
     capture = Capture(mosquitto.url, "lockers/v1/#")
-    with running_fleet(fleet_settings(mosquitto, tmp_path)) as fleet:
+    with background_fleet(fleet_settings(mosquitto, tmp_path)) as fleet:
         assert wait_until(lambda: fleet.online == 3, 10)
         delivered = capture.wait_until(
             lambda ds: len({d.topic for d in ds if d.topic.endswith("/telemetry")}) == 3, timeout_s=10
@@ -81,7 +46,7 @@ def test_doors_follow_their_relays_unless_jammed(
     mosquitto: Mosquitto, tmp_path: Path, jam_share: float, expected: DoorResult
 ) -> None:
     capture = Capture(mosquitto.url, "lockers/v1/sim-0001/#")
-    with running_fleet(fleet_settings(mosquitto, tmp_path, jam_share=jam_share)) as fleet:
+    with background_fleet(fleet_settings(mosquitto, tmp_path, jam_share=jam_share)) as fleet:
         assert wait_until(lambda: fleet.online == 3, 10)
         send_open(mosquitto, "A2", "cmd-sim", node_id="sim-0001")
         delivered = capture.wait_until(

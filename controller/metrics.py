@@ -1,0 +1,79 @@
+"""The controller's Prometheus metrics, on a registry of their own (served at ``/metrics``)."""
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from controller.fleet import NodeState
+
+disable_created_metrics()  # type: ignore[no-untyped-call] # the *_created series double every family and no dashboard reads them
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_OPEN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
+_BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+
+class _NodesByState(Collector):
+    def __init__(self, counts: Callable[[], dict[NodeState, int]]) -> None:
+        self._counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily("lockerfleet_nodes", "Known nodes by liveness state.", labels=["state"])
+        for state, count in self._counts().items():
+            family.add_metric([state.value], count)
+        yield family
+
+
+class Metrics:
+    """Every metric the controller exports; ``node_counts`` is called at each scrape."""
+
+    def __init__(self, node_counts: Callable[[], dict[NodeState, int]]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.ingested = Counter(
+            "lockerfleet_messages_ingested", "Valid node messages accepted, by kind.", ["kind"], registry=r
+        )
+        self.duplicates = Counter(
+            "lockerfleet_messages_duplicate",
+            "Redelivered node messages already stored, acknowledged without writing.",
+            ["kind"],
+            registry=r,
+        )
+        self.rejected = Counter(
+            "lockerfleet_messages_rejected",
+            "Messages refused by the contract, by reason; each is kept in the dead_letter measurement.",
+            ["reason"],
+            registry=r,
+        )
+        self.batch_lines = Histogram(
+            "lockerfleet_influx_batch_lines", "Lines per InfluxDB write.", buckets=_BATCH_BUCKETS, registry=r
+        )
+        self.write_seconds = Histogram(
+            "lockerfleet_influx_write_seconds",
+            "Duration of one successful InfluxDB write, retries included.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.write_retries = Counter(
+            "lockerfleet_influx_write_retries", "InfluxDB write attempts that failed and were retried.", registry=r
+        )
+        self.lines_refused = Counter(
+            "lockerfleet_influx_lines_refused",
+            "Lines in batches InfluxDB answered 400 to (its log names the bad points).",
+            registry=r,
+        )
+        self.buffer_messages = Gauge(
+            "lockerfleet_ingest_buffer_messages",
+            "Messages received but not yet stored and acknowledged (capped by the MQTT receive maximum).",
+            registry=r,
+        )
+        self.open_rtt = Histogram(
+            "lockerfleet_open_round_trip_seconds",
+            "Courier open: HTTP request to the node's final answer, by outcome.",
+            ["outcome"],
+            buckets=_OPEN_BUCKETS,
+            registry=r,
+        )
+        r.register(_NodesByState(node_counts))

@@ -1,0 +1,145 @@
+"""The controller process's parts wired together: MQTT in, fleet state, InfluxDB out, courier opens."""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from controller.dedup import SeenWindow
+from controller.fleet import Fleet, NodeState
+from controller.fleet_store import SqliteFleetStore
+from controller.influx_writer import InfluxWriter
+from controller.ingest import Ingest
+from controller.lineproto import courier_open_line, fleet_line
+from controller.metrics import Metrics
+from controller.mqtt_link import AckToken, ControllerLink, LinkSettings
+from controller.opens import PendingOpens
+from controller.settings import ControllerSettings
+from controller.write_pipeline import WritePipeline
+from schemas import Channel, CommandResult, OpenCommand, encode, topic
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    """One controller process: call :meth:`start`, serve, then :meth:`stop`."""
+
+    def __init__(self, settings: ControllerSettings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = SqliteFleetStore(settings.store_path)
+        self.fleet = Fleet(self.store.load())
+        self.metrics = Metrics(lambda: self.fleet.counts(self.clock()))
+        self.opens = PendingOpens()
+        token = settings.influx_token.get_secret_value() if settings.influx_token else None
+        self.writer = InfluxWriter(
+            str(settings.influx_url).rstrip("/"),
+            settings.influx_db,
+            token,
+            on_retry=lambda _e: self.metrics.write_retries.inc(),
+        )
+        self.link = ControllerLink(
+            LinkSettings(
+                url=str(settings.mqtt_url),
+                client_id=settings.client_id,
+                share_group=settings.share_group,
+                receive_maximum=settings.receive_maximum,
+            ),
+            self._on_message,
+        )
+        self.pipeline: WritePipeline[AckToken] = WritePipeline(
+            self.writer,
+            SeenWindow(),
+            self.metrics,
+            self.link.ack,
+            max_lines=settings.batch_max_lines,
+            max_age_s=settings.batch_max_age_s,
+        )
+        self.ingest = Ingest(
+            self.fleet,
+            self.store,
+            self.metrics,
+            already_stored=self.pipeline.seen,
+            on_result=self.opens.resolve,
+            clock=clock,
+            dead_letter_max_bytes=settings.dead_letter_max_bytes,
+        )
+
+    def start(self) -> None:
+        """Create the database if needed, start the writer, connect to the broker."""
+        self.writer.ensure_database()
+        self.pipeline.start()
+        self.link.start()
+        log.info(
+            "controller running mqtt=%s influx=%s db=%s store=%s nodes_known=%d",
+            self.settings.mqtt_url,
+            self.settings.influx_url,
+            self.settings.influx_db,
+            self.settings.store_path,
+            len(self.fleet.records()),
+        )
+
+    def stop(self) -> None:
+        """Disconnect, write what is buffered, close the store."""
+        self.link.stop()
+        self.pipeline.stop()
+        self.writer.close()
+        self.store.close()
+
+    def _on_message(self, topic_name: str, payload: bytes, token: AckToken | None) -> None:
+        try:
+            handled = self.ingest.handle(topic_name, payload)
+        except Exception:  # a bug, not bad input: keep serving, and say so loudly
+            log.exception("ingest failed topic=%s action=report this bug with the payload below", topic_name)
+            log.error("payload=%r", payload[:1024])
+            self.pipeline.submit([], token)
+            return
+        self.pipeline.submit(handled.lines, token, handled.key)
+
+    def new_open(self, node_id: str, compartment: str, timeout_s: float) -> OpenCommand:
+        """An open command valid for ``timeout_s`` from now."""
+        issued = datetime.fromtimestamp(self.clock(), UTC)
+        return OpenCommand(
+            command_id=f"open-{uuid.uuid4().hex}",
+            node_id=node_id,
+            issued_at=issued,
+            expires_at=issued + timedelta(seconds=timeout_s),
+            compartment=compartment,
+        )
+
+    def send(self, command: OpenCommand) -> None:
+        """Publish ``command``; the broker drops it when it expires undelivered."""
+        ttl = (command.expires_at - command.issued_at).total_seconds()
+        self.link.publish(topic(command.node_id, Channel.COMMAND), encode(command), ttl)
+
+    def record_open(self, command: OpenCommand, outcome: str, round_trip_s: float) -> None:
+        """Count one courier open in metrics and store it in measurement ``courier_open``."""
+        self.metrics.open_rtt.labels(outcome).observe(round_trip_s)
+        line = courier_open_line(
+            command.node_id, outcome, round(round_trip_s * 1000, 3), command.command_id, time.time_ns()
+        )
+        self.pipeline.submit([line])
+
+    async def snapshot_fleet(self) -> None:
+        """Write node counts by state every ``fleet_snapshot_s`` (measurement ``fleet``), forever."""
+        while True:
+            counts = self.fleet.counts(self.clock())
+            self.pipeline.submit(
+                [
+                    fleet_line(
+                        counts[NodeState.ONLINE], counts[NodeState.STALE], counts[NodeState.OFFLINE], time.time_ns()
+                    )
+                ]
+            )
+            await asyncio.sleep(self.settings.fleet_snapshot_s)
+
+
+def open_outcome(result: CommandResult | None) -> str:
+    """Label of an open's outcome: the door's result when it was driven, else the command status or timeout."""
+    if result is None:
+        return "timeout"
+    if result.outcome is not None:
+        return result.outcome.result.value
+    return result.status.value

@@ -1,0 +1,54 @@
+"""Run a real controller (uvicorn + :class:`~controller.service.Controller`) in a thread of the test process."""
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+
+from controller.http_api import create_app
+from controller.local_services import free_port
+from controller.service import Controller
+from controller.settings import ControllerSettings
+from tests.harness.mqtt import wait_until
+
+
+class ControllerThread:
+    """A controller serving HTTP on a free port; :attr:`http` is a client bound to it."""
+
+    def __init__(self, mqtt_url: str, influx_url: str, influx_db: str, store_path: Path, **settings: Any) -> None:
+        self.settings = ControllerSettings(
+            mqtt_url=mqtt_url,
+            influx_url=influx_url,
+            influx_db=influx_db,
+            store_path=store_path,
+            http_port=free_port(),
+            **settings,
+        )
+        self.controller = Controller(self.settings)
+        config = uvicorn.Config(
+            create_app(self.controller),
+            host="127.0.0.1",
+            port=self.settings.http_port,
+            log_config=None,
+            access_log=False,
+            lifespan="on",
+        )
+        self.server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self.server.run, name="controller", daemon=True)
+        self.url = f"http://127.0.0.1:{self.settings.http_port}"
+        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+
+    def start(self) -> "ControllerThread":
+        """Start serving; return once the API answers and the broker session is up."""
+        self._thread.start()
+        if not wait_until(lambda: self.server.started, 30):
+            raise AssertionError("controller did not start; see the log above")
+        return self
+
+    def stop(self) -> None:
+        """Shut down (writing what is buffered) and wait for the thread."""
+        self.server.should_exit = True
+        self._thread.join(30)
+        self.http.close()
