@@ -14,7 +14,7 @@ from typing import Final
 from controller.dedup import MessageKey
 from controller.fleet import Fleet
 from controller.fleet_store import FleetStore
-from controller.lineproto import dead_letter_line, event_line, result_line, telemetry_lines
+from controller.lineproto import dead_letter_line, event_line, result_line, telemetry_line
 from controller.log_throttle import Throttle
 from controller.metrics import Metrics
 from schemas import (
@@ -97,7 +97,7 @@ class Ingest:
         self._ingested[channel].inc()
         if isinstance(message, Telemetry):
             self.fleet.seen(message.node_id, now, message)
-            return Handled(telemetry_lines(message), key)
+            return Handled([telemetry_line(message)], key)
         self.fleet.seen(message.node_id, now)
         if isinstance(message, DoorEvent):
             return Handled([event_line(message)], key)

@@ -1,6 +1,6 @@
 """Turns validated contract messages into InfluxDB line protocol.
 
-Tags stay low-cardinality (node, compartment, kind, status); ids and counters are fields. Every point is
+Tags stay low-cardinality (node, compartment, kind, status, reason); ids and counters are fields. Every point is
 stamped with the device timestamp, so a redelivered message overwrites its earlier copy instead of adding
 a row.
 """
@@ -32,23 +32,21 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def telemetry_lines(t: Telemetry) -> list[str]:
-    """One ``telemetry`` point for the node and one ``door`` point per compartment."""
-    when = ns(t.ts)
-    node = tag(t.node_id)
+def telemetry_line(t: Telemetry) -> str:
+    """One ``telemetry`` point per sample; compartments are summarised as counts of open doors and unlocked locks.
+
+    Per-compartment history comes from door events (one point per edge), which is what changes; repeating every
+    compartment's unchanged state in every sample would multiply the points written by the compartment count.
+    """
     b = t.battery
-    lines = [
-        f"telemetry,node={node} soc_pct={b.soc_pct},voltage_v={b.voltage_v},charging={_bool(b.charging)},"
+    doors_open = sum(1 for c in t.compartments if c.door == "open")
+    unlocked = sum(1 for c in t.compartments if c.lock == "unlocked")
+    return (
+        f"telemetry,node={tag(t.node_id)} soc_pct={b.soc_pct},voltage_v={b.voltage_v},charging={_bool(b.charging)},"
         f"power_source={string_field(b.power_source.value)},cycle_count={b.cycle_count}i,"
-        f"temp_c={t.enclosure_temp_c},outbox_dropped={t.outbox_dropped}i,boot_id={t.boot_id}i,seq={t.seq}i,"
-        f"replayed={_bool(t.replayed)} {when}"
-    ]
-    lines.extend(
-        f"door,node={node},compartment={tag(c.id)} open={_bool(c.door == 'open')},"
-        f"locked={_bool(c.lock == 'locked')} {when}"
-        for c in t.compartments
+        f"temp_c={t.enclosure_temp_c},doors_open={doors_open}i,unlocked={unlocked}i,"
+        f"outbox_dropped={t.outbox_dropped}i,boot_id={t.boot_id}i,seq={t.seq}i,replayed={_bool(t.replayed)} {ns(t.ts)}"
     )
-    return lines
 
 
 def event_line(e: DoorEvent) -> str:

@@ -7,14 +7,15 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+from controller.command_link import CommandLink
 from controller.dedup import SeenWindow
 from controller.fleet import Fleet, NodeState
 from controller.fleet_store import SqliteFleetStore
 from controller.influx_writer import InfluxWriter
 from controller.ingest import Ingest
+from controller.ingest_link import AckToken, IngestLink, LinkSettings
 from controller.lineproto import courier_open_line, fleet_line
 from controller.metrics import Metrics
-from controller.mqtt_link import AckToken, ControllerLink, LinkSettings
 from controller.opens import PendingOpens
 from controller.settings import ControllerSettings
 from controller.write_pipeline import WritePipeline
@@ -40,7 +41,7 @@ class Controller:
             token,
             on_retry=lambda _e: self.metrics.write_retries.inc(),
         )
-        self.link = ControllerLink(
+        self.link = IngestLink(
             LinkSettings(
                 url=str(settings.mqtt_url),
                 client_id=settings.client_id,
@@ -49,6 +50,7 @@ class Controller:
             ),
             self._on_message,
         )
+        self.commands = CommandLink(str(settings.mqtt_url), f"{settings.client_id}-commands")
         self.pipeline: WritePipeline[AckToken] = WritePipeline(
             self.writer,
             SeenWindow(),
@@ -71,6 +73,7 @@ class Controller:
         """Create the database if needed, start the writer, connect to the broker."""
         self.writer.ensure_database()
         self.pipeline.start()
+        self.commands.start()
         self.link.start()
         log.info(
             "controller running mqtt=%s influx=%s db=%s store=%s nodes_known=%d",
@@ -84,6 +87,7 @@ class Controller:
     def stop(self) -> None:
         """Disconnect, write what is buffered, close the store."""
         self.link.stop()
+        self.commands.stop()
         self.pipeline.stop()
         self.writer.close()
         self.store.close()
@@ -112,7 +116,7 @@ class Controller:
     def send(self, command: OpenCommand) -> None:
         """Publish ``command``; the broker drops it when it expires undelivered."""
         ttl = (command.expires_at - command.issued_at).total_seconds()
-        self.link.publish(topic(command.node_id, Channel.COMMAND), encode(command), ttl)
+        self.commands.publish(topic(command.node_id, Channel.COMMAND), encode(command), ttl)
 
     def record_open(self, command: OpenCommand, outcome: str, round_trip_s: float) -> None:
         """Count one courier open in metrics and store it in measurement ``courier_open``."""

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.lineproto import event_line, ns, result_line, telemetry_lines
+from controller.lineproto import event_line, ns, result_line, telemetry_line
 from controller.local_services import Influxd, Mosquitto, ServiceError, find_binary
 from schemas import Channel, Telemetry, decode_message, encode, topic
 from tests import samples
@@ -32,7 +32,7 @@ def test_telemetry_published_to_the_broker_is_read_back_from_influxdb(
     for d in delivered:
         _, decoded = decode_message(d.topic, d.payload)
         assert isinstance(decoded, Telemetry)
-        lines.extend(telemetry_lines(decoded))
+        lines.append(telemetry_line(decoded))
     influx.write(lines)
 
     rows = influx.query("SELECT soc_pct, seq, power_source FROM telemetry WHERE node = 'node-7'")
@@ -42,16 +42,16 @@ def test_telemetry_published_to_the_broker_is_read_back_from_influxdb(
         (52, 2, "battery"),
     ]
     assert [r["time"] for r in rows] == [ns(m.ts) for m in sent]
-    doors = influx.query("SELECT open FROM door WHERE compartment = 'B1'")
-    assert [r["open"] for r in doors] == [True, True, True]
+    doors = influx.query("SELECT doors_open, unlocked FROM telemetry WHERE node = 'node-7'")
+    assert [(r["doors_open"], r["unlocked"]) for r in doors] == [(1, 1)] * 3
     publisher.disconnect()
     capture.close()
 
 
 def test_redelivered_points_overwrite_instead_of_duplicating(influx: InfluxClient) -> None:
     message = samples.telemetry(seq=9)
-    influx.write(telemetry_lines(message))
-    influx.write(telemetry_lines(message))
+    influx.write([telemetry_line(message)])
+    influx.write([telemetry_line(message)])
     influx.write([event_line(samples.door_event()), result_line(samples.open_result())])
     influx.write([event_line(samples.door_event())])
     assert influx.count("telemetry") == 1

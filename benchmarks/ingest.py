@@ -1,0 +1,191 @@
+"""Ingest at broker speed: a mosquitto_pub flood of telemetry, validated and stored by the controller.
+
+A private mosquitto and influxd; one `lockerfleet controller` process (or several sharing the load through an
+MQTT 5 shared subscription); `mosquitto_sub` (the C client) subscribed to the same topics in the same run as the
+reference. `mosquitto_pub -l` processes (one per simulated node, QoS 1) publish N distinct telemetry messages
+(8 compartments each: 9 points). Each consumer's rate is N / (time from the first publish to its last message
+handled); for the controller, "handled" means stored in InfluxDB and acknowledged, and the stored count is then
+checked in InfluxDB (0 lost, none twice).
+
+    python -m benchmarks.ingest --messages 300000
+"""
+
+import argparse
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from benchmarks._proc import usage
+from controller.local_services import Influxd, Mosquitto, free_port
+from schemas import (
+    Battery,
+    Channel,
+    CompartmentReading,
+    DoorState,
+    LockState,
+    PowerSource,
+    Telemetry,
+    encode,
+    fleet_filter,
+    topic,
+)
+
+
+def flood(node_id: str, count: int, start: datetime) -> bytes:
+    """``count`` distinct telemetry payloads of one node, one per line."""
+    compartments = [
+        CompartmentReading(id=f"{row}{col}", door=DoorState.CLOSED, lock=LockState.LOCKED)
+        for row in "ABC"
+        for col in "123"
+    ][:8]
+    lines = []
+    for seq in range(count):
+        message = Telemetry(
+            node_id=node_id,
+            boot_id=1,
+            seq=seq,
+            ts=start + timedelta(milliseconds=seq),
+            battery=Battery(
+                soc_pct=50 + seq % 50, voltage_v=12.4, charging=False, power_source=PowerSource.BATTERY, cycle_count=7
+            ),
+            enclosure_temp_c=20.0 + seq % 10,
+            compartments=compartments,
+        )
+        lines.append(encode(message))
+    return b"\n".join(lines) + b"\n"
+
+
+def ingested(http: httpx.Client) -> tuple[float, float]:
+    """(telemetry ingested, messages buffered) from one controller's /metrics."""
+    text = http.get("/metrics").text
+    done = re.search(r'^lockerfleet_messages_ingested_total\{kind="telemetry"\} (\S+)$', text, re.M)
+    waiting = re.search(r"^lockerfleet_ingest_buffer_messages (\S+)$", text, re.M)
+    return float(done.group(1)) if done else 0.0, float(waiting.group(1)) if waiting else -1.0
+
+
+def start_controllers(
+    count: int, broker: Mosquitto, influx: Influxd, tmp: str
+) -> list[tuple[subprocess.Popen[bytes], httpx.Client]]:
+    """``count`` controller processes (sharing telemetry through a shared subscription when more than one)."""
+    controllers = []
+    for c in range(count):
+        port = free_port()
+        env = dict(
+            os.environ,
+            LOCKERFLEET_MQTT_URL=broker.url,
+            LOCKERFLEET_INFLUX_URL=influx.url,
+            LOCKERFLEET_INFLUX_DB="bench",
+            LOCKERFLEET_HTTP_PORT=str(port),
+            LOCKERFLEET_STORE_PATH=f"{tmp}/store-{c}.sqlite3",
+            LOCKERFLEET_CLIENT_ID=f"bench-controller-{c}",
+        )
+        if count > 1:
+            env["LOCKERFLEET_SHARE_GROUP"] = "bench"
+        with Path(tmp, f"controller-{c}.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", "from controller.cli import main; raise SystemExit(main(['controller']))"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        controllers.append((proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)))
+    for proc, http in controllers:
+        deadline = time.monotonic() + 30
+        while not _healthy(http):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                sys.exit(f"controller did not start; log in {tmp}")
+            time.sleep(0.1)
+    return controllers
+
+
+def _healthy(http: httpx.Client) -> bool:
+    try:
+        return http.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def publish(broker: Mosquitto, payloads: list[bytes], inflight: int) -> list[subprocess.Popen[bytes]]:
+    """One ``mosquitto_pub -l`` per node, fed its payloads; stdin stays open (see :func:`main`)."""
+    pubs = []
+    for p, data in enumerate(payloads):
+        argv = ["mosquitto_pub", "-p", str(broker.port), "-q", "1", "-M", str(inflight), "-l"]
+        pub = subprocess.Popen([*argv, "-t", topic(f"bench-{p}", Channel.TELEMETRY)], stdin=subprocess.PIPE)
+        assert pub.stdin is not None
+        pub.stdin.write(data)
+        pub.stdin.flush()
+        pubs.append(pub)
+    return pubs
+
+
+def main() -> None:
+    """Run the flood and print a Markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=300_000)
+    parser.add_argument("--publishers", type=int, default=4, help="mosquitto_pub processes (one node each)")
+    parser.add_argument("--controllers", type=int, default=1, help="controller processes sharing the load")
+    parser.add_argument("--inflight", type=int, default=1000, help="mosquitto_pub -M (QoS 1 window)")
+    args = parser.parse_args()
+    per_pub = args.messages // args.publishers
+    total = per_pub * args.publishers
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    payloads = [flood(f"bench-{p}", per_pub, start) for p in range(args.publishers)]
+    with tempfile.TemporaryDirectory() as tmp, Mosquitto(Path(tmp) / "mq") as broker, Influxd(Path(tmp) / "ix") as ix:
+        controllers = start_controllers(args.controllers, broker, ix, tmp)
+        reference = ["mosquitto_sub", "-p", str(broker.port), "-q", "1", "-t", fleet_filter(Channel.TELEMETRY)]
+        sub = subprocess.Popen([*reference, "-C", str(total)], stdout=subprocess.DEVNULL)
+        time.sleep(1.0)
+        cpu0 = [usage(proc.pid).cpu_s for proc, _ in controllers]
+        t0 = time.perf_counter()
+        pubs = publish(broker, payloads, args.inflight)
+        # mosquitto_pub -l drops what is still queued when its input ends: keep stdin open until all is delivered.
+        t_sub = t_ctrl = None
+        while t_ctrl is None or t_sub is None:
+            now = time.perf_counter()
+            if t_sub is None and sub.poll() is not None:
+                t_sub = now - t0
+            if t_ctrl is None:
+                states = [ingested(http) for _, http in controllers]
+                if sum(done for done, _ in states) >= total and all(waiting == 0 for _, waiting in states):
+                    t_ctrl = now - t0
+            if now - t0 > 900:
+                sys.exit("timed out after 900 s")
+            time.sleep(0.05)
+        cpu = sum(usage(proc.pid).cpu_s - before for (proc, _), before in zip(controllers, cpu0, strict=True))
+        for pub in pubs:
+            assert pub.stdin is not None
+            pub.stdin.close()
+            pub.wait()
+        query = {"db": "bench", "q": 'SELECT count("seq") FROM "telemetry"'}
+        stored = httpx.get(f"{ix.url}/query", params=query, timeout=120).json()["results"][0]["series"][0]["values"]
+        for proc, http in controllers:
+            http.close()
+            proc.terminate()
+            proc.wait(30)
+    report(args, total, stored[0][1], total / t_ctrl, total / t_sub, cpu)
+
+
+def report(args: argparse.Namespace, total: int, stored: int, ctrl_rate: float, sub_rate: float, cpu: float) -> None:
+    """Print the Markdown table for BENCHMARKS.md."""
+    print(
+        f"Machine: `{platform.node()}` {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
+    print(f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
+    print("| figure | controller | mosquitto_sub (reference) | ratio | target |")
+    print("|---|---|---|---|---|")
+    print(f"| messages | {total:,} ({args.controllers} process(es)) | {total:,} | | >= 300,000 |")
+    print(f"| rate (msg/s) | {ctrl_rate:,.0f} | {sub_rate:,.0f} | {ctrl_rate / sub_rate:.2f}x | >= 0.9x |")
+    print(f"| telemetry points in InfluxDB | {stored:,} (lost {total - stored}) | | | 0 lost |")
+    print(f"| controller CPU per message (us) | {cpu / total * 1e6:.1f} | | | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""Commands to nodes: a paho-mqtt publisher (QoS 1, MQTT 5 message expiry), separate from the ingest session."""
+
+import logging
+import math
+import threading
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+
+class CommandLink:
+    """Publishes commands; paho reconnects by itself after the first connect."""
+
+    def __init__(self, url: str, client_id: str) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        self._address = (parts.hostname or "127.0.0.1", parts.port or 1883)
+        self.connected = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if parts.username:
+            self._client.username_pw_set(parts.username, parts.password)
+        self._client.reconnect_delay_set(1, 30)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = lambda *_args: self.connected.clear()
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Connect in the background; return once connected or raise after ``timeout_s``."""
+        self._client.connect_async(*self._address)
+        self._client.loop_start()
+        if not self.connected.wait(timeout_s):
+            raise ConnectionError(f"command publisher could not connect to {self.url} within {timeout_s} s")
+
+    def stop(self) -> None:
+        """Disconnect."""
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish(self, topic: str, payload: bytes, expiry_s: float) -> None:
+        """Publish at QoS 1; the broker discards the message if it is still undelivered after ``expiry_s``."""
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.MessageExpiryInterval = max(1, math.ceil(expiry_s))
+        info = self._client.publish(topic, payload, qos=1, properties=properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise ConnectionError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}; broker at {self.url}")
+
+    def _on_connect(
+        self, _c: mqtt.Client, _u: object, _f: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None
+    ) -> None:
+        if rc.is_failure:
+            log.error("broker refused the command publisher url=%s reason=%s action=check credentials", self.url, rc)
+            return
+        self.connected.set()
