@@ -16,7 +16,6 @@ from schemas import (
     decode,
     topic,
 )
-from tests.agent_mqtt.conftest import AgentFactory
 from tests.agent_mqtt.helpers import (
     PULSE_MS,
     births,
@@ -28,6 +27,7 @@ from tests.agent_mqtt.helpers import (
     sim_profile,
     wait_online,
 )
+from tests.harness.agent_runner import AgentFactory
 from tests.harness.mqtt import Capture, Delivered, connect
 
 pytestmark = pytest.mark.integration

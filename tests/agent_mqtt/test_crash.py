@@ -11,8 +11,8 @@ from controller.local_services import Mosquitto
 from node_agent.board import BoardProfile
 from node_agent.board import __file__ as board_module
 from schemas import Channel, CommandStatus, StatusBirth, StatusDeath, decode, topic
-from tests.agent_mqtt.conftest import AgentFactory
 from tests.agent_mqtt.helpers import build_hardware, final, pulses, send_open, wait_online
+from tests.harness.agent_runner import AgentFactory
 from tests.harness.mqtt import Capture
 
 pytestmark = pytest.mark.integration

@@ -56,3 +56,7 @@ class AgentThread:
 
 async def _call(fn: Callable[[], T]) -> T:
     return fn()
+
+
+AgentFactory = Callable[..., AgentThread]
+"""The ``start_agent`` fixture: start an agent against the test broker (node id, hardware, data dir, settings)."""
