@@ -1,152 +1,130 @@
-"""``lockerfleet demo``: a local broker and a simulated fleet, one door opened, progress on the terminal.
+"""``lockerfleet demo``: the whole stack on one machine, a courier open through the HTTP API, progress on the terminal.
 
-Everything runs from this process: a private mosquitto on a free port (data under ``--run-dir``), the fleet
-simulator's agents, and an observer that counts what reaches the broker. The controller joins when it is built.
+Everything is started from this process and lives under ``--run-dir``: a private mosquitto and influxd on their
+own ports, the controller (HTTP API, ``/metrics``, InfluxDB ingest) and a simulated fleet whose agents each keep a
+journal. The demo opens one compartment as a courier app would, then keeps reporting until Ctrl-C or
+``--duration-s``.
 """
 
-import asyncio
-import contextlib
 import signal
 import threading
 import time
-from datetime import UTC, datetime, timedelta
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+import httpx
+import uvicorn
 
-from controller.local_services import Mosquitto
-from controller.settings import DemoSettings
+from controller.http_api import create_app
+from controller.local_services import Influxd, Mosquitto, free_port, port_is_free
+from controller.service import Controller
+from controller.settings import ControllerSettings, DemoSettings
+from node_agent.logs import configure
 from node_agent.settings import SimSettings
-from node_agent.simulator import Fleet
-from schemas import (
-    Channel,
-    CommandResult,
-    CommandStatus,
-    OpenCommand,
-    PayloadError,
-    StatusBirth,
-    StatusDeath,
-    decode_message,
-    encode,
-    fleet_filter,
-    topic,
-)
+from node_agent.simulator import background_fleet
+
+_DB = "lockerfleet"
 
 
-class Observer:
-    """Counts births and telemetry and waits for command results, as an operator's tool would."""
+def _controller_server(settings: ControllerSettings) -> tuple[uvicorn.Server, threading.Thread]:
+    config = uvicorn.Config(
+        create_app(Controller(settings)),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="controller", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the controller did not start; see the log lines above")
+        time.sleep(0.05)
+    return server, thread
 
-    def __init__(self, url: str) -> None:
-        self.online: set[str] = set()
-        self.telemetry = 0
-        self.rejected = 0
-        self.results: dict[str, tuple[float, CommandResult]] = {}
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-        self._client.on_message = self._on_message
-        self._client.connect("127.0.0.1", int(url.rsplit(":", 1)[1]))
-        for channel in (Channel.STATUS, Channel.TELEMETRY, Channel.RESULT):
-            self._client.subscribe(fleet_filter(channel), qos=1)
-        self._client.loop_start()
 
-    def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            where, message = decode_message(msg.topic, bytes(msg.payload))
-        except PayloadError:
-            self.rejected += 1  # counted and shown; a bad payload never stops the demo
-            return
-        if isinstance(message, StatusBirth):
-            self.online.add(where.node_id)
-        elif isinstance(message, StatusDeath):
-            self.online.discard(where.node_id)
-        elif where.channel is Channel.TELEMETRY:
-            self.telemetry += 1
-        elif isinstance(message, CommandResult) and message.status is not CommandStatus.ACCEPTED:
-            self.results[message.command_id] = (time.monotonic(), message)
+def _telemetry_rows(influx: httpx.Client) -> int:
+    response = influx.get("/query", params={"db": _DB, "q": 'SELECT count("seq") FROM "telemetry"'})
+    series = response.json()["results"][0].get("series")
+    return int(series[0]["values"][0][1]) if series else 0
 
-    def open(self, node_id: str, compartment: str) -> tuple[float, CommandResult] | None:
-        """Send an ``open`` and wait up to 10 s for its final result; return (seconds, result)."""
-        now = datetime.now(UTC)
-        command = OpenCommand(
-            command_id=f"demo-{int(now.timestamp())}",
-            node_id=node_id,
-            issued_at=now,
-            expires_at=now + timedelta(seconds=10),
-            compartment=compartment,
-        )
-        sent = time.monotonic()
-        self._client.publish(topic(node_id, Channel.COMMAND), encode(command), qos=1)
-        while time.monotonic() - sent < 10:
-            if command.command_id in self.results:
-                at, result = self.results[command.command_id]
-                return at - sent, result
-            time.sleep(0.01)
-        return None
 
-    def close(self) -> None:
-        """Disconnect."""
-        self._client.disconnect()
-        self._client.loop_stop()
+def _courier_open(api: httpx.Client, node_id: str, compartment: str) -> str:
+    started = time.monotonic()
+    response = api.post(f"/v1/nodes/{node_id}/compartments/{compartment}/open")
+    elapsed_ms = (time.monotonic() - started) * 1000
+    body = response.json()
+    if response.status_code != 200:
+        return f"HTTP {response.status_code}: {body.get('detail')} (command {body.get('command_id')})"
+    outcome = body["outcome"]
+    return (
+        f"{outcome['result']} in {elapsed_ms:.0f} ms over HTTP (relay pulse {outcome['pulse_ms']} ms, "
+        f"door switch after {outcome['switch_latency_ms']} ms)"
+    )
 
 
 def run_demo(settings: DemoSettings) -> int:
     """Run the demo until Ctrl-C or ``duration_s``."""
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    with Mosquitto(settings.run_dir / "mosquitto") as broker:
-        print(f"broker     {broker.url}  (config and data: {broker.workdir})", flush=True)
+    configure("WARNING")
+    run_dir = settings.run_dir.resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    port = settings.http_port if settings.http_port and port_is_free(settings.http_port) else free_port()
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Mosquitto(run_dir / "mosquitto") as broker, Influxd(run_dir / "influxdb") as influxd:
+        print(f"broker      {broker.url}  (config and data: {broker.workdir})", flush=True)
+        print(f"influxdb    {influxd.url}  database {_DB!r}  (data: {influxd.workdir})", flush=True)
+        controller_settings = ControllerSettings(
+            mqtt_url=broker.url,
+            influx_url=influxd.url,
+            influx_db=_DB,
+            http_port=port,
+            store_path=run_dir / "controller" / "fleet.sqlite3",
+            fleet_snapshot_s=2.0,
+        )
+        server, thread = _controller_server(controller_settings)
+        api_url = f"http://127.0.0.1:{port}"
+        print(f"courier API {api_url}/v1/nodes   (OpenAPI: {api_url}/docs, metrics: {api_url}/metrics)", flush=True)
         sim = SimSettings(
             nodes=settings.nodes,
             mqtt_url=broker.url,
-            data_dir=settings.run_dir / "agents",
+            data_dir=run_dir / "agents",
             telemetry_interval_s=2.0,
             ramp_s=2.0,
             jam_share=0.0,
         )
-        loop = asyncio.new_event_loop()
-        fleet = Fleet(sim, loop.call_later)
-        task = loop.create_task(fleet.run())
-        thread = threading.Thread(target=_run_loop, args=(loop, task), daemon=True)
-        thread.start()
-        print(f"fleet      {settings.nodes} simulated lockers, journals under {sim.data_dir}", flush=True)
-        observer = Observer(broker.url)
-        stop = threading.Event()
-        signal.signal(signal.SIGINT, lambda *_: stop.set())
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        started = time.monotonic()
-        opened = False
         try:
-            while not stop.is_set():
-                elapsed = time.monotonic() - started
-                print(
-                    f"[{elapsed:5.1f}s] nodes online {len(observer.online):3d}/{settings.nodes}  "
-                    f"telemetry messages {observer.telemetry}  rejected {observer.rejected}",
-                    flush=True,
-                )
-                if not opened and len(observer.online) == settings.nodes:
-                    opened = True
-                    answer = observer.open("sim-0000", "A1")
-                    if answer is None:
-                        print("open       sim-0000/A1: no answer within 10 s", flush=True)
-                    else:
-                        seconds, result = answer
-                        outcome = result.outcome.result.value if result.outcome else result.status.value
-                        print(
-                            f"open       sim-0000/A1 -> {outcome} in {seconds * 1000:.0f} ms "
-                            f"(relay pulse {result.outcome.pulse_ms if result.outcome else 0} ms)",
-                            flush=True,
-                        )
-                if settings.duration_s is not None and elapsed >= settings.duration_s:
-                    break
-                stop.wait(2.0)
+            with (
+                background_fleet(sim),
+                httpx.Client(base_url=api_url, timeout=30) as api,
+                httpx.Client(base_url=influxd.url, timeout=10) as influx,
+            ):
+                print(f"fleet       {settings.nodes} simulated lockers, journals under {sim.data_dir}", flush=True)
+                _report(settings, api, influx, stop)
         finally:
-            observer.close()
-            loop.call_soon_threadsafe(task.cancel)
-            thread.join(15)
-            fleet.close()
+            server.should_exit = True
+            thread.join(30)
     print("demo stopped", flush=True)
     return 0
 
 
-def _run_loop(loop: asyncio.AbstractEventLoop, task: "asyncio.Task[None]") -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        loop.run_until_complete(task)
-    loop.close()
+def _report(settings: DemoSettings, api: httpx.Client, influx: httpx.Client, stop: threading.Event) -> None:
+    started = time.monotonic()
+    opened = False
+    while not stop.is_set():
+        elapsed = time.monotonic() - started
+        nodes = api.get("/v1/nodes").json()
+        online = sum(1 for n in nodes if n["state"] == "online")
+        print(
+            f"[{elapsed:5.1f}s] nodes online {online:3d}/{settings.nodes}  "
+            f"telemetry rows in InfluxDB {_telemetry_rows(influx)}",
+            flush=True,
+        )
+        if not opened and online == settings.nodes:
+            opened = True
+            print(f"open        sim-0000/A1 (courier API) -> {_courier_open(api, 'sim-0000', 'A1')}", flush=True)
+        if settings.duration_s is not None and elapsed >= settings.duration_s:
+            return
+        stop.wait(2.0)

@@ -61,3 +61,6 @@ class DemoSettings(BaseSettings):
     nodes: int = Field(default=20, ge=1, le=500, description="Simulated lockers in the demo fleet.")
     run_dir: Path = Field(default=Path(".run/demo"), description="Broker data, agent journals and logs.")
     duration_s: float | None = Field(default=None, gt=0, description="Stop after this many seconds (default: Ctrl-C).")
+    http_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of the demo's courier API (0: any free port)."
+    )
