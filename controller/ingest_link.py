@@ -33,7 +33,7 @@ class LinkSettings:
     url: str
     client_id: str
     share_group: str | None = None
-    receive_maximum: int = 5000
+    receive_maximum: int = 20000
     session_expiry_s: int = 3600
     keepalive_s: int = 30
 

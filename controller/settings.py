@@ -35,7 +35,7 @@ class ControllerSettings(BaseSettings):
         description="Share telemetry and events among controller processes with this MQTT 5 shared subscription.",
     )
     receive_maximum: int = Field(
-        default=5000,
+        default=20000,
         ge=10,
         le=65535,
         description="Messages the broker may deliver before they are stored and acknowledged (the ingest buffer).",
