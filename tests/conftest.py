@@ -1,4 +1,4 @@
-"""Fixtures that start real services: a mosquitto per test, one influxd per session with a database per test.
+"""Fixtures: a mosquitto per test, one influxd per session with a database per test, agents and controllers.
 
 A missing binary fails the run with the Debian package to install; nothing is skipped silently.
 """
@@ -16,6 +16,7 @@ from node_agent.hardware import Hardware
 from node_agent.settings import AgentSettings
 from tests.agent_mqtt.helpers import build_hardware, sim_profile
 from tests.harness.agent_runner import AgentFactory, AgentThread
+from tests.harness.controller_runner import ControllerFactory, ControllerThread
 from tests.harness.influx import InfluxClient
 from tests.harness.mqtt import wait_until
 
@@ -76,6 +77,24 @@ def start_agent(mosquitto: Mosquitto, tmp_path: Path) -> Iterator[AgentFactory]:
         thread = AgentThread(Agent(agent_settings, hardware or build_hardware(sim_profile()))).start()
         running.append(thread)
         assert wait_until(lambda: thread.agent.link.connected, 10), "agent did not connect to the broker"
+        return thread
+
+    yield start
+    for thread in running:
+        thread.stop()
+
+
+@pytest.fixture
+def start_controller(mosquitto: Mosquitto, influx: InfluxClient, tmp_path: Path) -> Iterator[ControllerFactory]:
+    """Start controllers (same store and session each time, so a second start is a restart); stopped after."""
+    running: list[ControllerThread] = []
+
+    def start(**settings: Any) -> ControllerThread:
+        defaults: dict[str, Any] = {"fleet_snapshot_s": 0.5, "batch_max_age_s": 0.05, "open_timeout_s": 5.0}
+        thread = ControllerThread(
+            mosquitto.url, influx.url, influx.db, tmp_path / "controller.sqlite3", **(defaults | settings)
+        ).start()
+        running.append(thread)
         return thread
 
     yield start

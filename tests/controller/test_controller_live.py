@@ -14,9 +14,8 @@ from node_agent.simulator import background_fleet
 from schemas import Channel, CommandStatus, encode, topic
 from tests import samples
 from tests.agent_mqtt.helpers import PULSE_MS, build_hardware, final, pulses, sim_profile
-from tests.controller.conftest import ControllerFactory
 from tests.harness.agent_runner import AgentFactory
-from tests.harness.controller_runner import ControllerThread
+from tests.harness.controller_runner import ControllerFactory, ControllerThread
 from tests.harness.influx import InfluxClient
 from tests.harness.mqtt import Capture, connect, wait_until
 

@@ -1,6 +1,7 @@
 """Run a real controller (uvicorn + :class:`~controller.service.Controller`) in a thread of the test process."""
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,7 @@ class ControllerThread:
         self.server.should_exit = True
         self._thread.join(30)
         self.http.close()
+
+
+ControllerFactory = Callable[..., "ControllerThread"]
+"""The ``start_controller`` fixture: start a controller on the test's broker and database (settings as keywords)."""
