@@ -166,11 +166,22 @@ def main() -> None:
             pub.wait()
         query = {"db": "bench", "q": 'SELECT count("seq") FROM "telemetry"'}
         stored = httpx.get(f"{ix.url}/query", params=query, timeout=120).json()["results"][0]["series"][0]["values"]
+        slow_writes = 0.0
         for proc, http in controllers:
+            text = http.get("/metrics").text
+            within = re.search(r'^lockerfleet_influx_write_seconds_bucket\{le="1.0"\} (\S+)$', text, re.M)
+            count = re.search(r"^lockerfleet_influx_write_seconds_count (\S+)$", text, re.M)
+            if within and count:
+                slow_writes += float(count.group(1)) - float(within.group(1))
             http.close()
             proc.terminate()
             proc.wait(30)
+        for log in sorted(Path(tmp).glob("controller-*.log")):
+            for line in log.read_text().splitlines():
+                if "level=WARNING" in line or "level=ERROR" in line:
+                    print(f"{log.name}: {line}", file=sys.stderr)
     report(args, total, stored[0][1], total / t_ctrl, total / t_sub, cpu)
+    print(f"| InfluxDB writes slower than 1 s | {slow_writes:.0f} | | | |")
 
 
 def report(args: argparse.Namespace, total: int, stored: int, ctrl_rate: float, sub_rate: float, cpu: float) -> None:

@@ -5,6 +5,7 @@ acknowledgement token; the writer takes a batch, stores it, and only then acknow
 the messages arrived (MQTT requires PUBACKs in receive order).
 """
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -24,13 +25,18 @@ class Batch(Generic[T]):
 
 
 class Batcher(Generic[T]):
-    """Accumulates one open batch; due when it holds ``max_lines`` or is ``max_age_s`` old."""
+    """Fills batches of up to ``max_lines``; the oldest is due once full or ``max_age_s`` old.
+
+    Batches close at ``max_lines`` (one message's lines are never split), so while one is being written the next
+    ones keep filling and the broker keeps delivering, instead of everything waiting for one huge write.
+    """
 
     def __init__(self, max_lines: int, max_age_s: float) -> None:
         if max_lines < 1 or max_age_s <= 0:
             raise ValueError("max_lines must be >= 1 and max_age_s > 0")
         self.max_lines = max_lines
         self.max_age_s = max_age_s
+        self._full: deque[Batch[T]] = deque()
         self._open: Batch[T] = Batch()
 
     def add(self, now: float, lines: list[str], token: T | None = None, key: MessageKey | None = None) -> None:
@@ -43,22 +49,29 @@ class Batcher(Generic[T]):
             batch.tokens.append(token)
         if key is not None:
             batch.keys.append(key)
+        if len(batch.lines) >= self.max_lines:
+            self._full.append(batch)
+            self._open = Batch()
 
     @property
     def empty(self) -> bool:
         """True when nothing waits to be written or acknowledged."""
-        return not self._open.lines and not self._open.tokens
+        return not self._full and not self._open.lines and not self._open.tokens
 
     def deadline(self) -> float | None:
-        """When the open batch becomes due by age, or None when it is empty."""
+        """When the oldest batch becomes due by age, or None when there is none."""
+        if self._full:
+            return self._full[0].opened_at + self.max_age_s
         return None if self.empty else self._open.opened_at + self.max_age_s
 
     def due(self, now: float) -> bool:
-        """True when the open batch is full or old enough to write."""
+        """True when a batch is full, or the open one is old enough to write."""
         deadline = self.deadline()
-        return deadline is not None and (len(self._open.lines) >= self.max_lines or now >= deadline)
+        return bool(self._full) or (deadline is not None and now >= deadline)
 
     def take(self) -> Batch[T]:
-        """Close and return the open batch; a new empty one opens."""
+        """The oldest full batch, else the open one (closing it); batches come out in arrival order."""
+        if self._full:
+            return self._full.popleft()
         batch, self._open = self._open, Batch()
         return batch

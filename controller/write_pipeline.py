@@ -57,11 +57,14 @@ class WritePipeline(Generic[T]):
 
     def submit(self, lines: list[str], token: T | None = None, key: MessageKey | None = None) -> None:
         """Queue one message's lines; ``token`` is acknowledged and ``key`` remembered once they are stored."""
+        now = time.monotonic()
         with self._cond:
-            self._batcher.add(time.monotonic(), lines, token, key)
+            was_empty = self._batcher.empty
+            self._batcher.add(now, lines, token, key)
             if token is not None:
                 self._waiting += 1
-            if len(lines) and self._batcher.due(time.monotonic()):
+            # Wake the writer when it has a new deadline to wait for (it sleeps without one while empty) or work.
+            if was_empty or (lines and self._batcher.due(now)):
                 self._cond.notify()
 
     def seen(self, key: MessageKey) -> bool:

@@ -52,9 +52,12 @@ def test_batch_is_due_by_size_or_by_age_and_keeps_token_order() -> None:
     assert not batcher.due(10.5)
     assert batcher.due(11.0)  # by age
     batcher.add(10.6, ["b", "c"], token=3)
-    assert batcher.due(10.6)  # by size
+    batcher.add(10.7, ["d"], token=4)  # the first batch is full: this one starts the next
+    assert batcher.due(10.7)  # by size
     batch = batcher.take()
     assert (batch.lines, batch.tokens, batch.keys) == (["a", "b", "c"], [1, 2, 3], [MessageKey("n", 1, 1)])
+    assert not batcher.due(11.6) and batcher.due(11.7)  # the next one is due by its own age
+    assert batcher.take().tokens == [4]
     assert batcher.empty
 
 
