@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
-from schemas import Status, StatusBirth, StatusDeath, Telemetry
+from schemas import Status, StatusBirth, Telemetry
 
 STALE_FACTOR: Final = 1.5
 """A node silent for longer than this many telemetry intervals is stale."""
@@ -36,6 +36,7 @@ class NodeRecord:
     last_seen: float
     """Controller clock (seconds since the epoch) when anything was last heard from the node."""
     telemetry: Telemetry | None = None
+    """The latest telemetry sample by device time (kept in memory only)."""
 
     @property
     def node_id(self) -> str:
@@ -52,10 +53,16 @@ class NodeRecord:
 
 
 class Fleet:
-    """Every known node's record; apply messages as they arrive, read states with the current time."""
+    """Every known node's record; apply messages as they arrive, read states with the current time.
+
+    Status changes replace a node's record; the per-message bookkeeping (last heard, latest telemetry) goes into
+    plain dicts on the hot path, and records are assembled from both when read.
+    """
 
     def __init__(self, records: list[NodeRecord] | None = None) -> None:
         self._nodes: dict[str, NodeRecord] = {r.node_id: r for r in records or []}
+        self._heard: dict[str, float] = {}
+        self._telemetry: dict[str, Telemetry] = {}
 
     def apply_status(self, status: Status, now: float) -> NodeRecord | None:
         """Apply a birth or death; return the new record when it changed what is stored, else None."""
@@ -63,47 +70,42 @@ class Fleet:
         if current is not None and (status.boot_id, status.seq) <= (current.boot_id, current.seq):
             return None  # a late or repeated status: a newer one is already applied
         if isinstance(status, StatusBirth):
-            record = NodeRecord(
-                birth=status,
-                boot_id=status.boot_id,
-                seq=status.seq,
-                online=True,
-                last_seen=now,
-                telemetry=current.telemetry if current else None,
-            )
+            record = NodeRecord(birth=status, boot_id=status.boot_id, seq=status.seq, online=True, last_seen=now)
         else:
             if current is None:
                 return None  # a death of a node never born here says nothing useful
-            record = _died(current, status)
+            record = replace(current, boot_id=status.boot_id, seq=status.seq, online=False)
         self._nodes[status.node_id] = record
         return record
 
     def seen(self, node_id: str, now: float, telemetry: Telemetry | None = None) -> None:
         """Note that ``node_id`` was heard from at ``now`` (keeping its latest telemetry by device time)."""
-        current = self._nodes.get(node_id)
-        if current is None:
+        if node_id not in self._nodes:
             return
-        latest = current.telemetry
-        if telemetry is not None and (latest is None or telemetry.ts >= latest.ts):
-            latest = telemetry
-        self._nodes[node_id] = replace(current, last_seen=max(now, current.last_seen), telemetry=latest)
+        if now > self._heard.get(node_id, 0.0):
+            self._heard[node_id] = now
+        if telemetry is not None:
+            latest = self._telemetry.get(node_id)
+            if latest is None or telemetry.ts >= latest.ts:
+                self._telemetry[node_id] = telemetry
 
     def get(self, node_id: str) -> NodeRecord | None:
         """The record of one node, or None when it never sent a birth."""
-        return self._nodes.get(node_id)
+        record = self._nodes.get(node_id)
+        return None if record is None else self._view(record)
 
     def records(self) -> list[NodeRecord]:
         """All records, ordered by node id."""
-        nodes = dict(self._nodes)
-        return [nodes[k] for k in sorted(nodes)]
+        nodes = dict(self._nodes)  # a snapshot: the ingest thread may add nodes
+        return [self._view(nodes[k]) for k in sorted(nodes)]
 
     def counts(self, now: float) -> dict[NodeState, int]:
         """How many nodes are in each state at ``now``."""
         counts = dict.fromkeys(NodeState, 0)
-        for record in list(self._nodes.values()):  # a snapshot: the ingest thread may add nodes
+        for record in self.records():
             counts[record.state(now)] += 1
         return counts
 
-
-def _died(current: NodeRecord, death: StatusDeath) -> NodeRecord:
-    return replace(current, boot_id=death.boot_id, seq=death.seq, online=False)
+    def _view(self, record: NodeRecord) -> NodeRecord:
+        heard = self._heard.get(record.node_id, 0.0)
+        return replace(record, last_seen=max(record.last_seen, heard), telemetry=self._telemetry.get(record.node_id))

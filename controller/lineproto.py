@@ -5,16 +5,20 @@ stamped with the device timestamp, so a redelivered message overwrites its earli
 a row.
 """
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from schemas import CommandResult, DoorEvent, Telemetry
+from schemas import CommandResult, DoorEvent, DoorState, LockState, Telemetry
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def ns(ts: datetime) -> int:
     """Nanoseconds since the epoch, exact to the microsecond."""
-    return int(ts.timestamp()) * 1_000_000_000 + ts.microsecond * 1_000
+    delta = ts - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
 def tag(value: str) -> str:
@@ -39,8 +43,10 @@ def telemetry_line(t: Telemetry) -> str:
     compartment's unchanged state in every sample would multiply the points written by the compartment count.
     """
     b = t.battery
-    doors_open = sum(1 for c in t.compartments if c.door == "open")
-    unlocked = sum(1 for c in t.compartments if c.lock == "unlocked")
+    doors_open = unlocked = 0
+    for c in t.compartments:
+        doors_open += c.door is DoorState.OPEN
+        unlocked += c.lock is LockState.UNLOCKED
     return (
         f"telemetry,node={tag(t.node_id)} soc_pct={b.soc_pct},voltage_v={b.voltage_v},charging={_bool(b.charging)},"
         f"power_source={string_field(b.power_source.value)},cycle_count={b.cycle_count}i,"

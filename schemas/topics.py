@@ -7,6 +7,7 @@ Every node's traffic lives under ``lockers/v1/<node>/``, one level per node, so 
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Final
 
 from schemas.errors import TopicError
@@ -81,8 +82,12 @@ def fleet_filter(channel: Channel, share_group: str | None = None) -> str:
     return f"$share/{share_group}/{base}"
 
 
+@lru_cache(maxsize=65536)
 def parse_topic(value: str) -> NodeTopic:
-    """Inverse of :func:`topic`; raises :class:`TopicError` for anything outside the grammar."""
+    """Inverse of :func:`topic`; raises :class:`TopicError` for anything outside the grammar.
+
+    Cached: a fleet's topics repeat with every message (errors are not cached and are raised again).
+    """
     parts = value.split("/")
     if len(parts) != 4 or f"{parts[0]}/{parts[1]}" != ROOT:
         raise TopicError(f"topic {value!r} is not of the form {ROOT}/<node>/<channel>")

@@ -32,7 +32,7 @@ def node_state(controller: ControllerThread, node_id: str) -> str | None:
 def metric(controller: ControllerThread, name: str, **labels: str) -> float:
     """One sample of the controller's /metrics (0 when absent)."""
     selector = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    pattern = re.escape(f"{name}{{{selector}}}" if labels else name) + r" (\S+)$"
+    pattern = "^" + re.escape(f"{name}{{{selector}}}" if labels else name) + r" (\S+)$"
     found = re.search(pattern, controller.http.get("/metrics").text, re.M)
     return float(found.group(1)) if found else 0.0
 
@@ -159,6 +159,8 @@ def test_redelivered_telemetry_is_stored_once(
     for _ in range(3):
         publisher.publish(topic("node-r", Channel.TELEMETRY), payload, qos=1).wait_for_publish(5)
     assert wait_until(lambda: influx.count("telemetry") == 1, 5)
+    # Once the first copies are stored and acknowledged, a redelivery is recognised without writing.
+    assert wait_until(lambda: metric(controller, "lockerfleet_ingest_buffer_messages") == 0, 5)
     publisher.publish(topic("node-r", Channel.TELEMETRY), payload, qos=1).wait_for_publish(5)
     assert wait_until(lambda: metric(controller, "lockerfleet_messages_duplicate_total", kind="telemetry") >= 1, 5)
     time.sleep(0.3)
