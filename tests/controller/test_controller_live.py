@@ -101,6 +101,10 @@ def test_bad_requests_get_clear_4xx(start_agent: AgentFactory, start_controller:
     assert bad_body.status_code == 422 and "timeout_s" in bad_body.json()["detail"]
     bad_id = controller.http.get("/v1/nodes/a+b")
     assert bad_id.status_code == 422 and "node_id" in bad_id.json()["detail"]
+    paths = controller.http.get("/openapi.json").json()["paths"]
+    opens = paths["/v1/nodes/{node_id}/compartments/{compartment}/open"]["post"]["responses"]
+    assert {"200", "404", "409", "422", "502", "504"} <= set(opens)
+    assert {"/v1/nodes", "/v1/nodes/{node_id}", "/healthz", "/metrics"} <= set(paths)
 
 
 def test_node_that_does_not_answer_gets_504_and_the_command_never_runs_later(
