@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -53,6 +54,7 @@ def create_app(controller: Controller) -> FastAPI:
 
     app.add_exception_handler(OpenFailedError, _open_failed)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(RateLimitedError, _rate_limited)
 
     def node_or_404(node_id: str) -> NodeView:
         record = controller.fleet.get(node_id)
@@ -93,6 +95,7 @@ def create_app(controller: Controller) -> FastAPI:
         responses={
             404: {"model": ApiError, "description": "Unknown node or compartment."},
             409: {"model": ApiError, "description": "The node is offline, or refused the command."},
+            429: {"model": ApiError, "description": "Fleet-wide open rate limit reached; see Retry-After."},
             502: {"model": ApiError, "description": "The node could not drive the lock (hardware fault, crash)."},
             504: {"model": ApiError, "description": "No answer in time; the command expires and never runs."},
         },
@@ -120,6 +123,14 @@ async def perform_open(
     if node.state == NodeState.OFFLINE:
         raise HTTPException(
             409, f"node {node_id!r} is offline since {node.last_seen.isoformat()}; try again later or elsewhere"
+        )
+    wait_s = controller.open_limiter.take(time.monotonic())
+    if wait_s > 0:
+        controller.metrics.opens_limited.inc()
+        raise RateLimitedError(
+            f"fleet-wide open limit of {controller.settings.open_rate_per_min:g}/min reached (a safety limit against "
+            f"mass remote opening); retry in {wait_s:.1f} s",
+            wait_s,
         )
     timeout_s = (request.timeout_s if request else None) or controller.settings.open_timeout_s
     command = controller.new_open(node_id, compartment, timeout_s)
@@ -162,6 +173,20 @@ class OpenFailedError(Exception):
         super().__init__(detail)
         self.status = status
         self.body = ApiError(detail=detail, command_id=command_id)
+
+
+class RateLimitedError(Exception):
+    """The fleet-wide open rate limit refused an open; nothing was sent."""
+
+    def __init__(self, detail: str, retry_after_s: float) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
+async def _rate_limited(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RateLimitedError)
+    headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return JSONResponse(ApiError(detail=str(exc)).model_dump(exclude_none=True), status_code=429, headers=headers)
 
 
 async def _open_failed(_request: Request, exc: Exception) -> JSONResponse:

@@ -76,4 +76,9 @@ class Metrics:
             buckets=_OPEN_BUCKETS,
             registry=r,
         )
+        self.opens_limited = Counter(
+            "lockerfleet_opens_rate_limited",
+            "Courier opens refused with 429 by the fleet-wide open rate limit.",
+            registry=r,
+        )
         r.register(_NodesByState(node_counts))

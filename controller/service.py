@@ -17,6 +17,7 @@ from controller.ingest_link import AckToken, IngestLink, LinkSettings
 from controller.lineproto import courier_open_line, fleet_line
 from controller.metrics import Metrics
 from controller.opens import PendingOpens
+from controller.rate_limit import TokenBucket
 from controller.settings import ControllerSettings
 from controller.write_pipeline import WritePipeline
 from schemas import Channel, CommandResult, OpenCommand, encode, topic
@@ -34,6 +35,7 @@ class Controller:
         self.fleet = Fleet(self.store.load())
         self.metrics = Metrics(lambda: self.fleet.counts(self.clock()))
         self.opens = PendingOpens()
+        self.open_limiter = TokenBucket(settings.open_rate_per_min / 60, settings.open_burst, time.monotonic())
         token = settings.influx_token.get_secret_value() if settings.influx_token else None
         self.writer = InfluxWriter(
             str(settings.influx_url).rstrip("/"),

@@ -45,6 +45,12 @@ class ControllerSettings(BaseSettings):
     open_timeout_s: float = Field(
         default=10.0, gt=0, le=300, description="How long a courier open waits for the node; also the command's expiry."
     )
+    open_rate_per_min: float = Field(
+        default=600.0,
+        gt=0,
+        description="Fleet-wide limit on courier opens per minute (a circuit breaker against mass remote opening).",
+    )
+    open_burst: int = Field(default=50, ge=1, description="Opens allowed at once before the per-minute rate applies.")
     fleet_snapshot_s: float = Field(
         default=10.0, gt=0, description="Write node counts by state to InfluxDB (measurement fleet) this often."
     )

@@ -103,8 +103,25 @@ def test_bad_requests_get_clear_4xx(start_agent: AgentFactory, start_controller:
     assert bad_id.status_code == 422 and "node_id" in bad_id.json()["detail"]
     paths = controller.http.get("/openapi.json").json()["paths"]
     opens = paths["/v1/nodes/{node_id}/compartments/{compartment}/open"]["post"]["responses"]
-    assert {"200", "404", "409", "422", "502", "504"} <= set(opens)
+    assert {"200", "404", "409", "422", "429", "502", "504"} <= set(opens)
     assert {"/v1/nodes", "/v1/nodes/{node_id}", "/healthz", "/metrics"} <= set(paths)
+
+
+def test_fleet_wide_open_limit_answers_429_without_sending_anything(
+    start_agent: AgentFactory, start_controller: ControllerFactory
+) -> None:
+    hardware = build_hardware(PROFILE, working_doors=("A1", "A2"))
+    start_agent("node-1", hardware)
+    controller = start_controller(open_rate_per_min=1, open_burst=1)
+    assert wait_until(lambda: node_state(controller, "node-1") == "online", 10)
+    assert controller.http.post("/v1/nodes/node-1/compartments/A1/open").status_code == 200
+    limited = controller.http.post("/v1/nodes/node-1/compartments/A2/open")
+    assert limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    assert "open limit" in limited.json()["detail"]
+    a2 = next(c for c in PROFILE.compartments if c.id == "A2")
+    assert pulses(hardware.pin_factory.pin(a2.relay_pin)) == []
+    assert metric(controller, "lockerfleet_opens_rate_limited_total") == 1
 
 
 def test_node_that_does_not_answer_gets_504_and_the_command_never_runs_later(

@@ -10,6 +10,7 @@ from controller.batching import Batcher
 from controller.dedup import MessageKey, SeenWindow
 from controller.fleet import STALE_FACTOR, Fleet, NodeState
 from controller.log_throttle import Throttle
+from controller.rate_limit import TokenBucket
 from schemas import StatusBirth, StatusDeath
 from tests import samples
 
@@ -141,3 +142,34 @@ def test_throttle_lets_one_per_minute_and_counts_the_rest() -> None:
     assert throttle.allow("oversized", 10) == 0  # per reason
     assert throttle.allow("malformed", 30) is None
     assert throttle.allow("malformed", 61) == 2
+
+
+@given(st.lists(st.floats(0, 5, allow_nan=False), max_size=200), st.floats(0.1, 20), st.integers(1, 10))
+def test_token_bucket_never_allows_more_than_burst_plus_rate_over_time(
+    gaps: list[float], rate: float, burst: int
+) -> None:
+    bucket = TokenBucket(rate, burst, now=0.0)
+    now = 0.0
+    allowed: list[float] = []
+    for gap in gaps:
+        now += gap
+        wait = bucket.take(now)
+        if wait == 0.0:
+            allowed.append(now)
+        else:
+            assert wait > 0
+            assert bucket.take(now + wait + 1e-9) == 0.0  # the promised wait is enough
+            allowed.append(now + wait + 1e-9)
+            now += wait + 1e-9
+    for i, start in enumerate(allowed):
+        in_window = [t for t in allowed[i:] if t - start <= 1.0]
+        assert len(in_window) <= burst + rate * 1.0 + 1e-6
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate_per_s=2, burst=2, now=0)
+    assert bucket.take(0) == 0.0 and bucket.take(0) == 0.0
+    assert bucket.take(0) == pytest.approx(0.5)
+    assert bucket.take(0.5) == 0.0
+    with pytest.raises(ValueError, match="burst"):
+        TokenBucket(1, 0, now=0)
