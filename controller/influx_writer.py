@@ -52,13 +52,14 @@ class InfluxWriter:
         timeout_s: float = 10.0,
         max_backoff_s: float = 10.0,
         on_retry: Callable[[BaseException], None] = lambda _e: None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         headers = {}
         if token:
             headers["Authorization"] = f"Token {token}"
         self.url = url
         self.db = db
-        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout_s)
+        self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout_s, transport=transport)
         self._stopping = threading.Event()
         self._backoff = wait_random_exponential(multiplier=0.2, max=max_backoff_s)
         self._on_retry = on_retry
@@ -94,6 +95,11 @@ class InfluxWriter:
     def stop(self) -> None:
         """Make a write in progress give up after its current attempt (shutdown)."""
         self._stopping.set()
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping.is_set()
 
     def close(self) -> None:
         """Stop and close the connection pool."""

@@ -17,8 +17,8 @@ _CONNACK, _PUBLISH, _SUBACK, _PINGRESP, _DISCONNECT = 2, 3, 9, 13, 14
 _MAX_REMAINING: Final = 268_435_455
 
 
-class ProtocolError(Exception):
-    """The broker sent bytes that are not MQTT 5."""
+class ProtocolError(ConnectionError):
+    """The broker sent bytes that are not MQTT 5 (the connection is dropped and made again)."""
 
 
 @dataclass(frozen=True, slots=True)

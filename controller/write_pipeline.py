@@ -42,7 +42,6 @@ class WritePipeline(Generic[T]):
         self._cond = threading.Condition()
         self._stopping = False
         self._waiting = 0
-        self.stored_lines = 0
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
         metrics.buffer_messages.set_function(lambda: self._waiting)
 
@@ -106,20 +105,27 @@ class WritePipeline(Generic[T]):
 
     def _store(self, batch: Batch[T]) -> bool:
         started = time.perf_counter()
-        try:
-            self._writer.write(batch.lines)
-        except InfluxRefusedError as exc:
-            self._metrics.lines_refused.inc(len(batch.lines))
-            log.error(
-                "InfluxDB refused lines of a batch lines=%d error=%s action=the valid points were stored; "
-                "fix the points InfluxDB names (field type conflict?) - these messages are acknowledged",
-                len(batch.lines),
-                exc,
-            )
-        except Exception as exc:  # the writer gave up: we are stopping
-            log.warning("write abandoned at shutdown lines=%d error=%r", len(batch.lines), exc)
-            return False
+        while True:
+            try:
+                self._writer.write(batch.lines)
+                break
+            except InfluxRefusedError as exc:
+                self._metrics.lines_refused.inc(len(batch.lines))
+                log.error(
+                    "InfluxDB refused lines of a batch lines=%d error=%s action=the valid points were stored; "
+                    "fix the points InfluxDB names (field type conflict?) - these messages are acknowledged",
+                    len(batch.lines),
+                    exc,
+                )
+                break
+            except Exception as exc:
+                if self._writer.stopped:
+                    log.warning("write abandoned at shutdown lines=%d error=%r", len(batch.lines), exc)
+                    return False
+                # Not an error the writer retries by itself: keep the batch (and its acknowledgements) and go on.
+                log.exception("unexpected InfluxDB write error lines=%d action=retrying in 1 s", len(batch.lines))
+                self._metrics.write_retries.inc()
+                time.sleep(1.0)
         self._metrics.write_seconds.observe(time.perf_counter() - started)
         self._metrics.batch_lines.observe(len(batch.lines))
-        self.stored_lines += len(batch.lines)
         return True
