@@ -51,13 +51,28 @@ class Transition(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """A reservation's times, fixed when it is made: codes work from ``opens_at``; the parcel must be deposited
+    before ``hold_until`` and picked up before ``pickup_until`` (so a pickup code can be issued before the node
+    reports the deposit)."""
+
+    opens_at: datetime
+    hold_until: datetime
+    pickup_until: datetime
+
+    @property
+    def valid(self) -> bool:
+        """True when the times are in order."""
+        return self.opens_at < self.hold_until <= self.pickup_until
+
+
+@dataclass(frozen=True, slots=True)
 class Slot:
-    """One compartment's state and, when held or occupied, its reservation and deadline."""
+    """One compartment's state and, when held or occupied, its reservation and that reservation's window."""
 
     state: SlotState = SlotState.FREE
     reservation_id: str | None = None
-    hold_until: datetime | None = None
-    pickup_until: datetime | None = None
+    window: Window | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,10 +117,10 @@ class Ledger:
                 return compartment, slot
         return None
 
-    def reserve(self, reservation_id: str, compartment: str, hold_until: datetime, now: datetime) -> Decision:
-        """Hold ``compartment`` for ``reservation_id`` until ``hold_until``; a repeat of the same hold is accepted."""
-        if hold_until <= now:
-            return self._refuse(Refusal.BAD_WINDOW, "hold_until is not in the future")
+    def reserve(self, reservation_id: str, compartment: str, window: Window, now: datetime) -> Decision:
+        """Hold ``compartment`` for ``reservation_id`` until ``window.hold_until``; a repeat is accepted."""
+        if not window.valid or window.hold_until <= now:
+            return self._refuse(Refusal.BAD_WINDOW, "need opens_at < hold_until <= pickup_until, hold_until ahead")
         placed = self.find(reservation_id)
         if placed is not None and placed[0] == compartment:
             return Decision(self)  # the same request again: already done
@@ -114,7 +129,7 @@ class Ledger:
         blocked = self._unavailable(compartment)
         if blocked is not None:
             return blocked
-        held = Slot(SlotState.HELD, reservation_id, hold_until=hold_until)
+        held = Slot(SlotState.HELD, reservation_id, window)
         return self._apply(compartment, held, Transition.HELD, reservation_id)
 
     def _unavailable(self, compartment: str) -> Decision | None:
@@ -137,20 +152,18 @@ class Ledger:
             return self._refuse(Refusal.WRONG_STATE, f"{reservation_id} is {slot.state.value}: pick the parcel up")
         return self._apply(compartment, Slot(), Transition.CANCELLED, reservation_id)
 
-    def deposit(self, reservation_id: str, pickup_until: datetime, now: datetime) -> Decision:
-        """The courier put the parcel in: a live hold becomes occupied until ``pickup_until``."""
+    def deposit(self, reservation_id: str, now: datetime) -> Decision:
+        """The courier put the parcel in: a live hold becomes occupied (until its window's ``pickup_until``)."""
         placed = self.find(reservation_id)
         if placed is None:
             return self._refuse(Refusal.UNKNOWN_RESERVATION, f"{reservation_id} holds nothing here")
         compartment, slot = placed
         if slot.state is SlotState.OCCUPIED:
             return Decision(self)  # already deposited
-        assert slot.hold_until is not None
-        if slot.hold_until <= now:
-            return self._refuse(Refusal.HOLD_EXPIRED, f"the hold of {reservation_id} ended {slot.hold_until}")
-        if pickup_until <= now:
-            return self._refuse(Refusal.BAD_WINDOW, "pickup_until is not in the future")
-        occupied = Slot(SlotState.OCCUPIED, reservation_id, pickup_until=pickup_until)
+        assert slot.window is not None
+        if slot.window.hold_until <= now:
+            return self._refuse(Refusal.HOLD_EXPIRED, f"the hold of {reservation_id} ended {slot.window.hold_until}")
+        occupied = replace(slot, state=SlotState.OCCUPIED)
         return self._apply(compartment, occupied, Transition.DEPOSITED, reservation_id)
 
     def pickup(self, reservation_id: str) -> Decision:
@@ -168,7 +181,7 @@ class Ledger:
         slots = dict(self.slots)
         changes = []
         for compartment, slot in self.slots.items():
-            if slot.state is SlotState.HELD and slot.hold_until is not None and slot.hold_until <= now:
+            if slot.state is SlotState.HELD and slot.window is not None and slot.window.hold_until <= now:
                 slots[compartment] = Slot()
                 changes.append(Change(Transition.HOLD_EXPIRED, compartment, slot.reservation_id))
         return Decision(Ledger(slots), tuple(changes)) if changes else Decision(self)

@@ -5,21 +5,28 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from node_agent.ledger import Ledger, Refusal, SlotState, Transition
+from node_agent.ledger import Ledger, Refusal, SlotState, Transition, Window
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=UTC)
 COMPARTMENTS = ["A1", "A2", "B1"]
+
+
+def window(hold: timedelta, start: datetime = T0, pickup: timedelta = timedelta(days=2)) -> Window:
+    """Codes valid from ``start``, deposit within ``hold``, pickup within ``pickup`` after that."""
+    return Window(start - timedelta(seconds=1), start + hold, start + hold + pickup)
+
+
 reservations = st.sampled_from(["r1", "r2", "r3", "r4", "r5"])
 compartments = st.sampled_from([*COMPARTMENTS, "Z9"])
 
 
 def test_a_hold_then_deposit_then_pickup_frees_the_compartment() -> None:
     ledger = Ledger.empty(COMPARTMENTS)
-    held = ledger.reserve("r1", "A1", T0 + timedelta(minutes=30), T0)
+    held = ledger.reserve("r1", "A1", window(timedelta(minutes=30)), T0)
     assert held.accepted and [c.transition for c in held.changes] == [Transition.HELD]
-    taken = held.ledger.reserve("r2", "A1", T0 + timedelta(minutes=30), T0)
+    taken = held.ledger.reserve("r2", "A1", window(timedelta(minutes=30)), T0)
     assert taken.refused is Refusal.NOT_FREE and "A1 is held" in taken.detail
-    deposited = held.ledger.deposit("r1", T0 + timedelta(days=2), T0 + timedelta(minutes=5))
+    deposited = held.ledger.deposit("r1", T0 + timedelta(minutes=5))
     assert deposited.ledger.slots["A1"].state is SlotState.OCCUPIED
     assert deposited.ledger.cancel("r1").refused is Refusal.WRONG_STATE
     picked = deposited.ledger.pickup("r1")
@@ -27,9 +34,9 @@ def test_a_hold_then_deposit_then_pickup_frees_the_compartment() -> None:
 
 
 def test_a_hold_not_deposited_in_time_frees_itself_and_cannot_be_deposited() -> None:
-    held = Ledger.empty(COMPARTMENTS).reserve("r1", "A1", T0 + timedelta(minutes=30), T0).ledger
+    held = Ledger.empty(COMPARTMENTS).reserve("r1", "A1", window(timedelta(minutes=30)), T0).ledger
     late = T0 + timedelta(minutes=30)
-    assert held.deposit("r1", late + timedelta(days=1), late).refused is Refusal.HOLD_EXPIRED
+    assert held.deposit("r1", late).refused is Refusal.HOLD_EXPIRED
     expired = held.expire(late)
     assert [(c.transition, c.reservation_id) for c in expired.changes] == [(Transition.HOLD_EXPIRED, "r1")]
     assert expired.ledger.slots["A1"].state is SlotState.FREE
@@ -37,10 +44,10 @@ def test_a_hold_not_deposited_in_time_frees_itself_and_cannot_be_deposited() -> 
 
 
 def test_out_of_service_only_from_free() -> None:
-    held = Ledger.empty(COMPARTMENTS).reserve("r1", "A1", T0 + timedelta(hours=1), T0).ledger
+    held = Ledger.empty(COMPARTMENTS).reserve("r1", "A1", window(timedelta(hours=1)), T0).ledger
     assert held.set_out_of_service("A1", out=True).refused is Refusal.NOT_FREE
     out = held.set_out_of_service("A2", out=True).ledger
-    assert out.reserve("r2", "A2", T0 + timedelta(hours=1), T0).refused is Refusal.OUT_OF_SERVICE
+    assert out.reserve("r2", "A2", window(timedelta(hours=1)), T0).refused is Refusal.OUT_OF_SERVICE
     assert out.set_out_of_service("A2", out=False).ledger.slots["A2"].state is SlotState.FREE
 
 
@@ -60,7 +67,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @rule(reservation=reservations, compartment=compartments, ttl_s=st.integers(-5, 600))
     def reserve(self, reservation: str, compartment: str, ttl_s: int) -> None:
         until = self.now + timedelta(seconds=ttl_s)
-        decision = self.ledger.reserve(reservation, compartment, until, self.now)
+        decision = self.ledger.reserve(reservation, compartment, window(timedelta(seconds=ttl_s), self.now), self.now)
         placed = self.model.get(reservation)
         expected_ok = (
             compartment in COMPARTMENTS
@@ -84,16 +91,16 @@ class LedgerMachine(RuleBasedStateMachine):
             del self.model[reservation]
         self.ledger = decision.ledger
 
-    @rule(reservation=reservations, pickup_s=st.integers(1, 86_400))
-    def deposit(self, reservation: str, pickup_s: int) -> None:
-        decision = self.ledger.deposit(reservation, self.now + timedelta(seconds=pickup_s), self.now)
+    @rule(reservation=reservations)
+    def deposit(self, reservation: str) -> None:
+        decision = self.ledger.deposit(reservation, self.now)
         placed = self.model.get(reservation)
         live_hold = placed is not None and placed[1] is SlotState.HELD and placed[2] > self.now
         already = placed is not None and placed[1] is SlotState.OCCUPIED
         assert decision.accepted == (live_hold or already)  # never opens for a dead or missing hold
         if live_hold:
             assert placed is not None
-            self.model[reservation] = (placed[0], SlotState.OCCUPIED, self.now + timedelta(seconds=pickup_s))
+            self.model[reservation] = (placed[0], SlotState.OCCUPIED, placed[2])
         self.ledger = decision.ledger
 
     @rule(reservation=reservations)
