@@ -8,11 +8,11 @@ the boot counter and a capped dead letter of refused inbound payloads.
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Final
 
-from node_agent.sqlite_store import open_database, write
+from node_agent.sqlite_store import from_us, open_database, to_us, write
 
 MAX_REJECTED_ROWS: Final = 1000
 """Dead letters kept; older ones are deleted."""
@@ -20,9 +20,6 @@ MAX_REJECTED_BYTES: Final = 4096
 """A dead letter's payload is cut to this many bytes."""
 MAX_REJECTED_TEXT: Final = 512
 """A dead letter's topic and detail are cut to this many characters."""
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_US: Final = timedelta(microseconds=1)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS boot (id INTEGER PRIMARY KEY CHECK (id = 1), boot_id INTEGER NOT NULL);
@@ -131,7 +128,7 @@ class Journal:
         """Forget finished commands that expired more than ``retention`` ago; return how many."""
         with write(self._db, fsync=True):
             return self._db.execute(
-                "DELETE FROM command WHERE result IS NOT NULL AND expires_us < ?", (_us(self._now() - retention),)
+                "DELETE FROM command WHERE result IS NOT NULL AND expires_us < ?", (to_us(self._now() - retention),)
             ).rowcount
 
     def keep_rejected(self, topic: str, payload: bytes, reason: str, detail: str) -> None:
@@ -140,7 +137,7 @@ class Journal:
             self._db.execute(
                 "INSERT INTO rejected (received_us, topic, payload, reason, detail) VALUES (?, ?, ?, ?, ?)",
                 (
-                    _us(self._now()),
+                    to_us(self._now()),
                     topic[:MAX_REJECTED_TEXT],
                     payload[:MAX_REJECTED_BYTES],
                     reason[:MAX_REJECTED_TEXT],
@@ -158,7 +155,7 @@ class Journal:
             "SELECT received_us, topic, payload, reason, detail FROM rejected ORDER BY id DESC LIMIT ?",
             (max(limit, 0),),
         ).fetchall()
-        return [RejectedPayload(_dt(r[0]), r[1], bytes(r[2]), r[3], r[4]) for r in rows]
+        return [RejectedPayload(from_us(r[0]), r[1], bytes(r[2]), r[3], r[4]) for r in rows]
 
     def close(self) -> None:
         """Close the database."""
@@ -169,25 +166,14 @@ class Journal:
             with write(self._db, fsync=True):
                 self._db.execute(
                     "INSERT INTO command (command_id, received_us, expires_us, command, result) VALUES (?, ?, ?, ?, ?)",
-                    (command_id, _us(self._now()), _us(expires_at), command, result),
+                    (command_id, to_us(self._now()), to_us(expires_at), command, result),
                 )
         except sqlite3.IntegrityError:
             raise JournalError(f"command {command_id!r} is already journaled") from None
 
 
-def _us(value: datetime) -> int:
-    """Exact microseconds since the epoch of an aware datetime."""
-    if value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()}: the journal needs an aware (UTC) time")
-    return (value - _EPOCH) // _US
-
-
-def _dt(us: int) -> datetime:
-    return _EPOCH + us * _US
-
-
 def _entry(row: tuple[str, int, int, bytes, bytes | None]) -> JournalEntry:
     command_id, received_us, expires_us, command, result = row
     return JournalEntry(
-        command_id, _dt(received_us), _dt(expires_us), bytes(command), None if result is None else bytes(result)
+        command_id, from_us(received_us), from_us(expires_us), bytes(command), None if result is None else bytes(result)
     )

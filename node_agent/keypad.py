@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from node_agent.ledger import Ledger, SlotState
 from schemas.codes import CodePurpose, offline_code
 
 
@@ -23,6 +24,31 @@ class Grant:
     reservation_id: str
     not_before: datetime
     not_after: datetime
+
+
+def grants(ledger: Ledger) -> list[Grant]:
+    """What codes may unlock now: the deposit of every held compartment, the pickup of every occupied one."""
+    found = []
+    for compartment, slot in ledger.slots.items():
+        if slot.reservation_id is None or slot.window is None:
+            continue
+        if slot.state is SlotState.HELD:
+            until, purpose = slot.window.hold_until, CodePurpose.DEPOSIT
+        elif slot.state is SlotState.OCCUPIED:
+            until, purpose = slot.window.pickup_until, CodePurpose.PICKUP
+        else:
+            continue
+        found.append(Grant(purpose, compartment, slot.reservation_id, slot.window.opens_at, until))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class KeypadState:
+    """What the keypad must remember across restarts: wrong attempts, used codes (until their window ends), lockout."""
+
+    wrong: tuple[datetime, ...] = ()
+    used: tuple[tuple[str, datetime], ...] = ()
+    locked_until: datetime | None = None
 
 
 class KeypadRefusal(StrEnum):
@@ -65,6 +91,16 @@ class Keypad:
         self._wrong: deque[datetime] = deque()
         self._used: dict[str, datetime] = {}
         self.locked_until: datetime | None = None
+
+    def snapshot(self) -> KeypadState:
+        """The state to persist."""
+        return KeypadState(tuple(self._wrong), tuple(self._used.items()), self.locked_until)
+
+    def restore(self, state: KeypadState) -> None:
+        """Continue from a persisted state."""
+        self._wrong = deque(state.wrong)
+        self._used = dict(state.used)
+        self.locked_until = state.locked_until
 
     def enter(self, code: str, grants: list[Grant], now: datetime) -> KeypadResult:
         """Check ``code`` against ``grants`` (the ledger's live reservations) at ``now``."""

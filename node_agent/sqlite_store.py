@@ -3,6 +3,7 @@
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
@@ -30,3 +31,19 @@ def write(db: sqlite3.Connection, *, fsync: bool) -> Iterator[None]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+def to_us(value: datetime) -> int:
+    """Exact microseconds since the epoch of an aware datetime (how the agent's stores keep time)."""
+    if value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()}: the agent's stores need an aware (UTC) time")
+    return (value - _EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    """Inverse of :func:`to_us`, in UTC."""
+    return _EPOCH + us * _US
