@@ -14,7 +14,7 @@ from typing import Final
 from controller.dedup import MessageKey
 from controller.fleet import Fleet
 from controller.fleet_store import FleetStore
-from controller.lineproto import dead_letter_line, event_line, result_line, telemetry_line
+from controller.lineproto import dead_letter_line, event_line, keypad_line, ledger_line, result_line, telemetry_line
 from controller.log_throttle import Throttle
 from controller.metrics import Metrics
 from schemas import (
@@ -22,6 +22,8 @@ from schemas import (
     CommandResult,
     Direction,
     DoorEvent,
+    KeypadEvent,
+    LedgerEvent,
     PayloadError,
     RejectReason,
     StatusBirth,
@@ -84,12 +86,14 @@ class Ingest:
                 self._store.save(record)
             self._ingested[channel].inc()
             return Handled(NO_LINES)
-        if not isinstance(message, Telemetry | DoorEvent | CommandResult):
+        if not isinstance(message, Telemetry | DoorEvent | LedgerEvent | KeypadEvent | CommandResult):
             # A command echoed on a node channel: not ours to store.
             return Handled([self._dead_letter(_wrong_channel(topic), topic, payload, now)])
         return self._node_message(channel, message, now)
 
-    def _node_message(self, channel: Channel, message: Telemetry | DoorEvent | CommandResult, now: float) -> Handled:
+    def _node_message(
+        self, channel: Channel, message: Telemetry | DoorEvent | LedgerEvent | KeypadEvent | CommandResult, now: float
+    ) -> Handled:
         key = MessageKey(message.node_id, message.boot_id, message.seq)
         if self._already_stored(key):
             self._duplicates[channel].inc()
@@ -101,6 +105,10 @@ class Ingest:
         self.fleet.seen(message.node_id, now)
         if isinstance(message, DoorEvent):
             return Handled([event_line(message)], key)
+        if isinstance(message, LedgerEvent):
+            return Handled([ledger_line(message)], key)
+        if isinstance(message, KeypadEvent):
+            return Handled([keypad_line(message)], key)
         self._on_result(message)
         return Handled([result_line(message)], key)
 

@@ -7,7 +7,7 @@ a row.
 
 from datetime import UTC, datetime
 
-from schemas import CommandResult, DoorEvent, DoorState, LockState, Telemetry
+from schemas import CommandResult, DoorEvent, DoorState, KeypadEvent, LedgerEvent, LockState, Telemetry
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 
@@ -63,6 +63,23 @@ def event_line(e: DoorEvent) -> str:
         f"cause={string_field(e.cause.type)},command_id={string_field(command_id)},"
         f"uncommanded={_bool(e.uncommanded_open)},boot_id={e.boot_id}i,seq={e.seq}i,"
         f"replayed={_bool(e.replayed)} {ns(e.ts)}"
+    )
+
+
+def ledger_line(e: LedgerEvent) -> str:
+    """One ``ledger`` point: a compartment's reservation state changed at the node; the reservation id is a field."""
+    return (
+        f"ledger,node={tag(e.node_id)},compartment={tag(e.compartment)},transition={e.transition.value},via={e.via} "
+        f"reservation_id={string_field(e.reservation_id or '')},command_id={string_field(e.command_id or '')},"
+        f"boot_id={e.boot_id}i,seq={e.seq}i,replayed={_bool(e.replayed)} {ns(e.ts)}"
+    )
+
+
+def keypad_line(e: KeypadEvent) -> str:
+    """One ``keypad`` point: the node's keypad locked itself after too many wrong codes."""
+    return (
+        f"keypad,node={tag(e.node_id)},action={e.action} locked_until={ns(e.locked_until)}i,"
+        f"wrong_attempts={e.wrong_attempts}i,boot_id={e.boot_id}i,seq={e.seq}i,replayed={_bool(e.replayed)} {ns(e.ts)}"
     )
 
 

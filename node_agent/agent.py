@@ -9,17 +9,24 @@ import itertools
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from node_agent.door import open_compartment
 from node_agent.hardware import Hardware
 from node_agent.journal import Journal, JournalEntry
+from node_agent.keypad import Keypad, KeypadRefusal, KeypadResult, grants
+from node_agent.ledger import Decision, SlotState, Window
+from node_agent.ledger_store import LedgerStore
 from node_agent.link import Link, LinkConfig, Publication
 from node_agent.outbox import Outbox
 from node_agent.settings import AgentSettings
 from schemas import (
     Battery,
+    CancelCommand,
+    Cause,
     Channel,
+    CodeCause,
+    Command,
     CommandCause,
     CommandResult,
     CommandStatus,
@@ -27,12 +34,17 @@ from schemas import (
     CompartmentReading,
     DoorEvent,
     DoorOutcome,
+    DoorResult,
     DoorState,
+    KeypadEvent,
+    LedgerEvent,
     LockState,
     NoCause,
     OpenCommand,
     PayloadError,
+    ProvisionKeyCommand,
     RejectReason,
+    ReserveCommand,
     StatusBirth,
     StatusDeath,
     Telemetry,
@@ -45,6 +57,8 @@ from schemas.codec import Message
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 3600.0
+LEDGER_TICK_S = 1.0
+"""How often holds past their deadline are freed."""
 
 
 def utc_now() -> datetime:
@@ -63,10 +77,14 @@ class Agent:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(settings.data_dir / "journal.sqlite3", now)
         self.outbox = Outbox(settings.data_dir / "outbox.sqlite3", settings.outbox_capacity)
+        self.ledger_store = LedgerStore(settings.data_dir / "ledger.sqlite3")
+        self.ledger = self.ledger_store.load(list(hardware.compartments))
+        key = self.ledger_store.node_key()
+        self.keypad = self._new_keypad(key) if key else None
         self.boot_id = self.journal.next_boot_id()
         self._seq = itertools.count()
         self._dropped_total = 0
-        self._opening: dict[str, tuple[str, asyncio.Event]] = {}
+        self._opening: dict[str, tuple[Cause, asyncio.Event]] = {}
         self._busy: dict[str, asyncio.Lock] = {c: asyncio.Lock() for c in hardware.compartments}
         self._tasks: set[asyncio.Task[None]] = set()
         self.link = Link(
@@ -100,6 +118,7 @@ class Agent:
                 group.create_task(self.link.run())
                 group.create_task(self._telemetry_loop())
                 group.create_task(self._prune_loop())
+                group.create_task(self._ledger_loop())
         finally:
             # Commands in flight stop with the agent, on this loop: their relay is released and, with no final
             # result journaled, the next start reports them unknown.
@@ -113,6 +132,7 @@ class Agent:
         self.hardware.close()
         self.outbox.close()
         self.journal.close()
+        self.ledger_store.close()
 
     def _recover(self) -> None:
         for entry in self.journal.unfinished():
@@ -143,6 +163,11 @@ class Agent:
         while True:
             self.journal.prune(timedelta(seconds=self.settings.command_retention_s))
             await asyncio.sleep(PRUNE_EVERY_S)
+
+    async def _ledger_loop(self) -> None:
+        while True:
+            self._apply_ledger(self.ledger.expire(self._now()), "timer")
+            await asyncio.sleep(LEDGER_TICK_S)
 
     # -- messages --------------------------------------------------------------------------------------------
 
@@ -204,11 +229,10 @@ class Agent:
 
     def _door_changed(self, compartment: str, is_open: bool) -> None:
         opening = self._opening.get(compartment)
+        cause: Cause = NoCause()
         if is_open and opening is not None:
-            cause: CommandCause | NoCause = CommandCause(command_id=opening[0])
+            cause = opening[0]
             opening[1].set()
-        else:
-            cause = NoCause()
         event = DoorEvent(
             **self._envelope(), compartment=compartment, action="opened" if is_open else "closed", cause=cause
         )
@@ -257,54 +281,152 @@ class Agent:
                 f"arrived after expires_at {command.expires_at.isoformat()}",
             )
             return
-        lock = self.hardware.compartments.get(command.compartment)
-        if lock is None:
-            known = ", ".join(self.hardware.compartments)
-            self._answer_without_acting(
-                command,
-                payload,
-                CommandStatus.REJECTED,
-                f"no compartment {command.compartment!r}; known: {known}",
-            )
+        if isinstance(command, OpenCommand):
+            await self._open_command(command, payload)
+        else:
+            self._ledger_command(command, payload)
+
+    async def _open_command(self, command: OpenCommand, payload: bytes) -> None:
+        refusal = self._open_refusal(command)
+        if refusal is not None:
+            self._answer_without_acting(command, payload, CommandStatus.REJECTED, refusal)
             return
         self.journal.begin(command.command_id, command.expires_at, payload)
         self._emit(Channel.RESULT, self._result(command.command_id, CommandStatus.ACCEPTED))
-        result = await self._execute_open(command)
+        try:
+            outcome = await self._drive_door(command.compartment, CommandCause(command_id=command.command_id))
+        except Exception as exc:
+            log.exception(
+                "open failed node=%s command_id=%s action=inspect the relay wiring", self.node_id, command.command_id
+            )
+            result = self._result(command.command_id, CommandStatus.FAILED, detail=f"hardware error: {exc}"[:256])
+        else:
+            if command.reservation_id is not None and outcome.result is not DoorResult.JAMMED:
+                self._apply_ledger(self._use(command.reservation_id), "command", command.command_id)
+            result = self._result(command.command_id, CommandStatus.DONE, outcome=outcome)
         self.journal.finish(command.command_id, encode(result))
         self._emit(Channel.RESULT, result)
 
-    async def _execute_open(self, command: OpenCommand) -> CommandResult:
-        compartment = self.hardware.compartments[command.compartment]
-        async with self._busy[command.compartment]:
+    def _open_refusal(self, command: OpenCommand) -> str | None:
+        """Why the ledger forbids this open, or None."""
+        slot = self.ledger.slots.get(command.compartment)
+        if slot is None:
+            return f"no compartment {command.compartment!r}; known: {', '.join(self.hardware.compartments)}"
+        if command.reservation_id is None:
+            if slot.state in (SlotState.HELD, SlotState.OCCUPIED):
+                return f"{command.compartment} is {slot.state.value} for a reservation: open it with the reservation"
+            return None
+        if slot.reservation_id != command.reservation_id:
+            return f"reservation {command.reservation_id} does not hold {command.compartment}"
+        decision = self._use(command.reservation_id)
+        return None if decision.accepted else f"{decision.refused}: {decision.detail}"
+
+    def _use(self, reservation_id: str) -> Decision:
+        """The ledger step an opening for ``reservation_id`` means now: its deposit if held, its pickup if occupied."""
+        placed = self.ledger.find(reservation_id)
+        if placed is not None and placed[1].state is SlotState.OCCUPIED:
+            return self.ledger.pickup(reservation_id)
+        return self.ledger.deposit(reservation_id, self._now())
+
+    async def _drive_door(self, compartment_id: str, cause: Cause) -> DoorOutcome:
+        compartment = self.hardware.compartments[compartment_id]
+        async with self._busy[compartment_id]:
             door_opened = asyncio.Event()
-            self._opening[command.compartment] = (command.command_id, door_opened)
+            self._opening[compartment_id] = (cause, door_opened)
             try:
-                outcome: DoorOutcome = await open_compartment(
+                outcome = await open_compartment(
                     compartment,
                     door_opened,
                     pulse_s=self.hardware.profile.pulse_ms / 1000,
                     timeout_s=self.hardware.profile.door_timeout_ms / 1000,
                 )
-            except Exception as exc:
-                log.exception(
-                    "open failed node=%s command_id=%s action=inspect the relay wiring",
-                    self.node_id,
-                    command.command_id,
-                )
-                return self._result(command.command_id, CommandStatus.FAILED, detail=f"hardware error: {exc}"[:256])
             finally:
-                del self._opening[command.compartment]
+                del self._opening[compartment_id]
         log.info(
-            "open done node=%s command_id=%s compartment=%s result=%s",
+            "open done node=%s compartment=%s cause=%s result=%s",
             self.node_id,
-            command.command_id,
-            command.compartment,
+            compartment_id,
+            cause.type,
             outcome.result.value,
         )
-        return self._result(command.command_id, CommandStatus.DONE, outcome=outcome)
+        return outcome
 
-    def _answer_without_acting(self, command: OpenCommand, payload: bytes, status: CommandStatus, detail: str) -> None:
-        result = self._result(command.command_id, status, detail=detail)
+    def _ledger_command(self, command: ReserveCommand | CancelCommand | ProvisionKeyCommand, payload: bytes) -> None:
+        if isinstance(command, ProvisionKeyCommand):
+            key = bytes.fromhex(command.key_hex)
+            self.ledger_store.set_node_key(key)
+            self.keypad = self._new_keypad(key)
+            self._answer_without_acting(command, payload, CommandStatus.DONE, "code key stored")
+            return
+        if isinstance(command, ReserveCommand):
+            window = Window(command.opens_at, command.hold_until, command.pickup_until)
+            decision = self.ledger.reserve(command.reservation_id, command.compartment, window, self._now())
+        else:
+            decision = self.ledger.cancel(command.reservation_id)
+        if not decision.accepted:
+            detail = f"{decision.refused}: {decision.detail}"
+            self._answer_without_acting(command, payload, CommandStatus.REJECTED, detail)
+            return
+        self._apply_ledger(decision, "command", command.command_id)
+        self._answer_without_acting(command, payload, CommandStatus.DONE, "" if decision.changes else "already done")
+
+    def _apply_ledger(
+        self, decision: Decision, via: Literal["command", "code", "timer"], command_id: str | None = None
+    ) -> None:
+        """Keep an accepted decision (durably) and report each change."""
+        if not decision.changes:
+            return
+        self.ledger = decision.ledger
+        self.ledger_store.save(self.ledger)
+        for change in decision.changes:
+            self._emit(
+                Channel.EVENT,
+                LedgerEvent(
+                    **self._envelope(),
+                    compartment=change.compartment,
+                    transition=change.transition,
+                    reservation_id=change.reservation_id,
+                    via=via,
+                    command_id=command_id,
+                ),
+            )
+
+    # -- keypad ----------------------------------------------------------------------------------------------
+
+    def _new_keypad(self, key: bytes) -> Keypad:
+        keypad = Keypad(key, self.node_id)
+        keypad.restore(self.ledger_store.load_keypad())
+        return keypad
+
+    async def enter_code(self, code: str) -> KeypadResult:
+        """A code typed at the locker (the keypad driver calls this on the agent's loop); opens what it unlocks."""
+        if self.keypad is None:
+            log.warning("code typed but no code key provisioned node=%s action=send provision_key", self.node_id)
+            return KeypadResult(None, KeypadRefusal.WRONG)
+        result = self.keypad.enter(code, grants(self.ledger), self._now())
+        self.ledger_store.save_keypad(self.keypad.snapshot())
+        if result.locked_now and result.locked_until is not None:
+            log.warning(
+                "keypad locked node=%s until=%s action=too many wrong codes: check the site for tampering",
+                self.node_id,
+                result.locked_until.isoformat(),
+            )
+            self._emit(
+                Channel.EVENT,
+                KeypadEvent(**self._envelope(), locked_until=result.locked_until, wrong_attempts=self.keypad.max_wrong),
+            )
+        grant = result.grant
+        if grant is None:
+            return result
+        if not self._use(grant.reservation_id).accepted:
+            return KeypadResult(None, KeypadRefusal.WRONG)
+        outcome = await self._drive_door(grant.compartment, CodeCause(code_ref=grant.reservation_id))
+        if outcome.result is not DoorResult.JAMMED:
+            self._apply_ledger(self._use(grant.reservation_id), "code")
+        return result
+
+    def _answer_without_acting(self, command: Command, payload: bytes, status: CommandStatus, detail: str) -> None:
+        result = self._result(command.command_id, status, detail=detail or None)
         self.journal.record(command.command_id, command.expires_at, payload, encode(result))
         log.info(
             "command %s node=%s command_id=%s detail=%s",

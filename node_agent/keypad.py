@@ -107,6 +107,8 @@ class Keypad:
         self._forget(now)
         if self.locked_until is not None and now < self.locked_until:
             return KeypadResult(None, KeypadRefusal.LOCKED, locked_until=self.locked_until)
+        if code in self._used:  # even once its compartment is free again: a replay, not a typo
+            return self._wrong_attempt(now, KeypadRefusal.USED)
         for grant in grants:
             if not grant.not_before - self.skew <= now <= grant.not_after + self.skew:
                 continue
@@ -120,10 +122,7 @@ class Keypad:
                 grant.not_after,
             )
             if hmac.compare_digest(expected, code):
-                used_key = f"{grant.purpose.value}:{grant.reservation_id}:{code}"
-                if used_key in self._used:
-                    return self._wrong_attempt(now, KeypadRefusal.USED)
-                self._used[used_key] = grant.not_after + self.skew
+                self._used[code] = grant.not_after + self.skew
                 return KeypadResult(grant)
         return self._wrong_attempt(now, KeypadRefusal.WRONG)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
+from schemas.event import LedgerTransition
+
 
 class SlotState(StrEnum):
     """What a compartment is doing."""
@@ -36,18 +38,6 @@ class Refusal(StrEnum):
     WRONG_STATE = "wrong_state"
     """The reservation exists but not in the state this step needs (e.g. pickup before deposit)."""
     BAD_WINDOW = "bad_window"
-
-
-class Transition(StrEnum):
-    """What changed; each is reported to the controller as a ledger event."""
-
-    HELD = "held"
-    CANCELLED = "cancelled"
-    DEPOSITED = "deposited"
-    PICKED_UP = "picked_up"
-    HOLD_EXPIRED = "hold_expired"
-    OUT_OF_SERVICE = "out_of_service"
-    BACK_IN_SERVICE = "back_in_service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +69,7 @@ class Slot:
 class Change:
     """One transition of one compartment."""
 
-    transition: Transition
+    transition: LedgerTransition
     compartment: str
     reservation_id: str | None
 
@@ -130,7 +120,7 @@ class Ledger:
         if blocked is not None:
             return blocked
         held = Slot(SlotState.HELD, reservation_id, window)
-        return self._apply(compartment, held, Transition.HELD, reservation_id)
+        return self._apply(compartment, held, LedgerTransition.HELD, reservation_id)
 
     def _unavailable(self, compartment: str) -> Decision | None:
         slot = self.slots.get(compartment)
@@ -150,7 +140,7 @@ class Ledger:
         compartment, slot = placed
         if slot.state is not SlotState.HELD:
             return self._refuse(Refusal.WRONG_STATE, f"{reservation_id} is {slot.state.value}: pick the parcel up")
-        return self._apply(compartment, Slot(), Transition.CANCELLED, reservation_id)
+        return self._apply(compartment, Slot(), LedgerTransition.CANCELLED, reservation_id)
 
     def deposit(self, reservation_id: str, now: datetime) -> Decision:
         """The courier put the parcel in: a live hold becomes occupied (until its window's ``pickup_until``)."""
@@ -164,7 +154,7 @@ class Ledger:
         if slot.window.hold_until <= now:
             return self._refuse(Refusal.HOLD_EXPIRED, f"the hold of {reservation_id} ended {slot.window.hold_until}")
         occupied = replace(slot, state=SlotState.OCCUPIED)
-        return self._apply(compartment, occupied, Transition.DEPOSITED, reservation_id)
+        return self._apply(compartment, occupied, LedgerTransition.DEPOSITED, reservation_id)
 
     def pickup(self, reservation_id: str) -> Decision:
         """The recipient took the parcel: the compartment is free again."""
@@ -174,7 +164,7 @@ class Ledger:
         compartment, slot = placed
         if slot.state is not SlotState.OCCUPIED:
             return self._refuse(Refusal.WRONG_STATE, f"{reservation_id} is {slot.state.value}: nothing to pick up")
-        return self._apply(compartment, Slot(), Transition.PICKED_UP, reservation_id)
+        return self._apply(compartment, Slot(), LedgerTransition.PICKED_UP, reservation_id)
 
     def expire(self, now: datetime) -> Decision:
         """Free every hold whose deadline has passed (occupied compartments wait for their pickup)."""
@@ -183,7 +173,7 @@ class Ledger:
         for compartment, slot in self.slots.items():
             if slot.state is SlotState.HELD and slot.window is not None and slot.window.hold_until <= now:
                 slots[compartment] = Slot()
-                changes.append(Change(Transition.HOLD_EXPIRED, compartment, slot.reservation_id))
+                changes.append(Change(LedgerTransition.HOLD_EXPIRED, compartment, slot.reservation_id))
         return Decision(Ledger(slots), tuple(changes)) if changes else Decision(self)
 
     def set_out_of_service(self, compartment: str, out: bool) -> Decision:
@@ -196,13 +186,15 @@ class Ledger:
                 return Decision(self)
             if slot.state is not SlotState.FREE:
                 return self._refuse(Refusal.NOT_FREE, f"{compartment} is {slot.state.value}")
-            return self._apply(compartment, replace(slot, state=SlotState.OUT_OF_SERVICE), Transition.OUT_OF_SERVICE)
+            return self._apply(
+                compartment, replace(slot, state=SlotState.OUT_OF_SERVICE), LedgerTransition.OUT_OF_SERVICE
+            )
         if slot.state is not SlotState.OUT_OF_SERVICE:
             return Decision(self)
-        return self._apply(compartment, Slot(), Transition.BACK_IN_SERVICE)
+        return self._apply(compartment, Slot(), LedgerTransition.BACK_IN_SERVICE)
 
     def _apply(
-        self, compartment: str, slot: Slot, transition: Transition, reservation_id: str | None = None
+        self, compartment: str, slot: Slot, transition: LedgerTransition, reservation_id: str | None = None
     ) -> Decision:
         slots = dict(self.slots)
         slots[compartment] = slot

@@ -5,20 +5,31 @@ Where a message is defined: the module named after it (``schemas.telemetry`` …
 """
 
 from schemas.codec import MAX_PAYLOAD_BYTES, Message, decode, decode_message, encode
-from schemas.command import Command, CommandBase, OpenCommand
+from schemas.command import CancelCommand, Command, CommandBase, OpenCommand, ProvisionKeyCommand, ReserveCommand
 from schemas.errors import ContractError, PayloadError, RejectReason, TopicError
-from schemas.event import Cause, CodeCause, CommandCause, DoorEvent, Event, NoCause
+from schemas.event import (
+    Cause,
+    CodeCause,
+    CommandCause,
+    DoorEvent,
+    Event,
+    KeypadEvent,
+    LedgerEvent,
+    LedgerTransition,
+    NoCause,
+)
 from schemas.result import CommandResult, CommandStatus, DoorOutcome, DoorResult
 from schemas.status import CompartmentInfo, CompartmentSize, Status, StatusBirth, StatusDeath
 from schemas.telemetry import Battery, CompartmentReading, DoorState, LockState, PowerSource, Telemetry
 from schemas.topics import Channel, Direction, NodeTopic, check_node_id, fleet_filter, parse_topic, topic
-from schemas.types import SCHEMA_VERSION, BootId, CommandId, CompartmentId, NodeId, Seq, SiteId
+from schemas.types import SCHEMA_VERSION, BootId, CommandId, CompartmentId, NodeId, ReservationId, Seq, SiteId
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "SCHEMA_VERSION",
     "Battery",
     "BootId",
+    "CancelCommand",
     "Cause",
     "Channel",
     "CodeCause",
@@ -39,6 +50,9 @@ __all__ = [
     "DoorResult",
     "DoorState",
     "Event",
+    "KeypadEvent",
+    "LedgerEvent",
+    "LedgerTransition",
     "LockState",
     "Message",
     "NoCause",
@@ -47,7 +61,10 @@ __all__ = [
     "OpenCommand",
     "PayloadError",
     "PowerSource",
+    "ProvisionKeyCommand",
     "RejectReason",
+    "ReservationId",
+    "ReserveCommand",
     "Seq",
     "SiteId",
     "Status",

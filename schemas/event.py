@@ -1,11 +1,12 @@
 """Events a node publishes the moment they happen (door edges first; more kinds join the union later)."""
 
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import Field
 
 from schemas.envelope import ContractModel, NodeEnvelope
-from schemas.types import CommandId, CompartmentId, ShortText
+from schemas.types import CommandId, CompartmentId, ReservationId, ShortText, Timestamp
 
 
 class CommandCause(ContractModel):
@@ -45,5 +46,37 @@ class DoorEvent(NodeEnvelope):
         return self.action == "opened" and isinstance(self.cause, NoCause)
 
 
-Event = DoorEvent
-"""Every event kind a node can publish (a discriminated union on ``kind`` once there are several)."""
+class LedgerTransition(StrEnum):
+    """A change of one compartment in the node's reservation ledger."""
+
+    HELD = "held"
+    CANCELLED = "cancelled"
+    DEPOSITED = "deposited"
+    PICKED_UP = "picked_up"
+    HOLD_EXPIRED = "hold_expired"
+    OUT_OF_SERVICE = "out_of_service"
+    BACK_IN_SERVICE = "back_in_service"
+
+
+class LedgerEvent(NodeEnvelope):
+    """The node's ledger changed; the controller rebuilds its reservation view from these, in order."""
+
+    kind: Literal["ledger"] = "ledger"
+    compartment: CompartmentId
+    transition: LedgerTransition
+    reservation_id: ReservationId | None = None
+    via: Literal["command", "code", "timer"]
+    command_id: CommandId | None = None
+
+
+class KeypadEvent(NodeEnvelope):
+    """The keypad locked itself after too many wrong codes."""
+
+    kind: Literal["keypad"] = "keypad"
+    action: Literal["locked"] = "locked"
+    locked_until: Timestamp
+    wrong_attempts: int = Field(ge=1, le=1000)
+
+
+Event = Annotated[DoorEvent | LedgerEvent | KeypadEvent, Field(discriminator="kind")]
+"""Every event kind a node can publish, told apart by ``kind``."""

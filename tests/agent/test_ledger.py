@@ -5,7 +5,8 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from node_agent.ledger import Ledger, Refusal, SlotState, Transition, Window
+from node_agent.ledger import Ledger, Refusal, SlotState, Window
+from schemas import LedgerTransition
 
 T0 = datetime(2026, 11, 24, 12, tzinfo=UTC)
 COMPARTMENTS = ["A1", "A2", "B1"]
@@ -23,7 +24,7 @@ compartments = st.sampled_from([*COMPARTMENTS, "Z9"])
 def test_a_hold_then_deposit_then_pickup_frees_the_compartment() -> None:
     ledger = Ledger.empty(COMPARTMENTS)
     held = ledger.reserve("r1", "A1", window(timedelta(minutes=30)), T0)
-    assert held.accepted and [c.transition for c in held.changes] == [Transition.HELD]
+    assert held.accepted and [c.transition for c in held.changes] == [LedgerTransition.HELD]
     taken = held.ledger.reserve("r2", "A1", window(timedelta(minutes=30)), T0)
     assert taken.refused is Refusal.NOT_FREE and "A1 is held" in taken.detail
     deposited = held.ledger.deposit("r1", T0 + timedelta(minutes=5))
@@ -38,7 +39,7 @@ def test_a_hold_not_deposited_in_time_frees_itself_and_cannot_be_deposited() -> 
     late = T0 + timedelta(minutes=30)
     assert held.deposit("r1", late).refused is Refusal.HOLD_EXPIRED
     expired = held.expire(late)
-    assert [(c.transition, c.reservation_id) for c in expired.changes] == [(Transition.HOLD_EXPIRED, "r1")]
+    assert [(c.transition, c.reservation_id) for c in expired.changes] == [(LedgerTransition.HOLD_EXPIRED, "r1")]
     assert expired.ledger.slots["A1"].state is SlotState.FREE
     assert expired.ledger.expire(late).changes == ()
 

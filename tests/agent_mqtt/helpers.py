@@ -10,7 +10,19 @@ from controller.local_services import Mosquitto
 from node_agent.board import BoardProfile, default_sim_profile
 from node_agent.hardware import Hardware
 from node_agent.sim.physics import BatteryModel, ThermalModel
-from schemas import Channel, CommandResult, CommandStatus, OpenCommand, PowerSource, StatusBirth, decode, encode, topic
+from schemas import (
+    Channel,
+    Command,
+    CommandResult,
+    CommandStatus,
+    DoorEvent,
+    OpenCommand,
+    PowerSource,
+    StatusBirth,
+    decode,
+    encode,
+    topic,
+)
 from tests.harness.mqtt import Capture, Delivered, connect
 
 PULSE_MS = 120
@@ -61,7 +73,12 @@ def final(deliveries: list[Delivered], command_id: str) -> list[CommandResult]:
 
 
 def send_open(
-    mosquitto: Mosquitto, compartment: str, command_id: str, node_id: str = "node-1", ttl_s: float = 30
+    mosquitto: Mosquitto,
+    compartment: str,
+    command_id: str,
+    node_id: str = "node-1",
+    ttl_s: float = 30,
+    reservation_id: str | None = None,
 ) -> None:
     now = datetime.now(UTC)
     command = OpenCommand(
@@ -70,9 +87,15 @@ def send_open(
         issued_at=now - timedelta(seconds=1),
         expires_at=now + timedelta(seconds=ttl_s),
         compartment=compartment,
+        reservation_id=reservation_id,
     )
+    send_command(mosquitto, command)
+
+
+def send_command(mosquitto: Mosquitto, command: Command) -> None:
+    """Publish any command on its node's command topic (QoS 1) and wait until the broker has it."""
     publisher = connect(mosquitto.url)
-    publisher.publish(topic(node_id, Channel.COMMAND), encode(command), qos=1).wait_for_publish(5)
+    publisher.publish(topic(command.node_id, Channel.COMMAND), encode(command), qos=1).wait_for_publish(5)
     publisher.disconnect()
 
 
@@ -80,6 +103,12 @@ def pulses(pin: MockPin) -> list[float]:
     """Durations (s) the pin spent high, from gpiozero's mock state history."""
     states = pin.states
     return [nxt.timestamp for cur, nxt in itertools.pairwise(states) if cur.state and not nxt.state]
+
+
+def door_events(deliveries: list[Delivered]) -> list[DoorEvent]:
+    """The door events among ``deliveries`` (ledger and keypad events are left out)."""
+    events = [decode(Channel.EVENT, d.payload) for d in deliveries if d.topic.endswith("/event")]
+    return [e for e in events if isinstance(e, DoorEvent)]
 
 
 def births(deliveries: list[Delivered], node_id: str = "node-1") -> list[StatusBirth]:

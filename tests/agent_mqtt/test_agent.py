@@ -20,6 +20,7 @@ from tests.agent_mqtt.helpers import (
     PULSE_MS,
     births,
     build_hardware,
+    door_events,
     final,
     pulses,
     results,
@@ -84,7 +85,7 @@ def test_open_on_a_working_door_is_opened_and_pulses_the_relay(mosquitto: Mosqui
     [pulse] = pulses(hardware.pin_factory.pin(A.relay_pin))
     assert pulse == pytest.approx(PULSE_MS / 1000, abs=0.05)
     assert result.outcome.pulse_ms == pytest.approx(PULSE_MS, abs=50)
-    events = [decode(Channel.EVENT, d.payload) for d in delivered if d.topic.endswith("/event")]
+    events = door_events(delivered)
     assert events[0].action == "opened"
     assert events[0].cause == CommandCause(command_id="cmd-open-1")
     assert not events[0].uncommanded_open
@@ -229,7 +230,7 @@ def test_tiny_outbox_drops_counted_telemetry_and_no_event(mosquitto: Mosquitto, 
         return [decode(Channel.TELEMETRY, d.payload) for d in ds if d.topic.endswith("/telemetry")]
 
     def events_of(ds: list[Delivered]) -> dict[int, DoorEvent]:
-        return {e.seq: e for d in ds if d.topic.endswith("/event") for e in [decode(Channel.EVENT, d.payload)]}
+        return {e.seq: e for e in door_events(ds)}
 
     def settled(ds: list[Delivered]) -> bool:
         events = events_of(ds)

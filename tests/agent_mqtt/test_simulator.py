@@ -7,8 +7,8 @@ import pytest
 from controller.local_services import Mosquitto
 from node_agent.settings import SimSettings
 from node_agent.simulator import background_fleet
-from schemas import Channel, CommandStatus, DoorEvent, DoorResult, Telemetry, decode
-from tests.agent_mqtt.helpers import births, final, send_open
+from schemas import Channel, CommandStatus, DoorResult, Telemetry, decode
+from tests.agent_mqtt.helpers import births, door_events, final, send_open
 from tests.harness.mqtt import Capture, wait_until
 
 pytestmark = pytest.mark.integration
@@ -59,10 +59,10 @@ def test_doors_follow_their_relays_unless_jammed(
     [result] = final(delivered, "cmd-sim")
     assert result.status is CommandStatus.DONE
     assert result.outcome is not None and result.outcome.result is expected
-    events = [decode(Channel.EVENT, d.payload) for d in delivered if d.topic.endswith("/event")]
+    events = door_events(delivered)
     if expected is DoorResult.OPENED:
         opened, closed = events[:2]
-        assert isinstance(opened, DoorEvent) and opened.cause.type == "command"
+        assert opened.cause.type == "command"
         assert (opened.action, closed.action, closed.compartment) == ("opened", "closed", "A2")
     else:
         assert events == []

@@ -3,8 +3,8 @@
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from node_agent.agent import Agent
 
@@ -39,6 +39,10 @@ class AgentThread:
     def call(self, fn: Callable[[], T], timeout_s: float = 5.0) -> T:
         """Run ``fn`` on the agent's loop thread and return its result."""
         return asyncio.run_coroutine_threadsafe(_call(fn), self.loop).result(timeout_s)
+
+    def await_(self, coroutine: Coroutine[Any, Any, T], timeout_s: float = 10.0) -> T:
+        """Run ``coroutine`` on the agent's loop and return its result (e.g. ``agent.enter_code(...)``)."""
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout_s)
 
     def halt(self) -> None:
         """Cancel the agent and wait for its thread, leaving stores and hardware open for inspection."""
