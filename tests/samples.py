@@ -4,6 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 from schemas import (
     Battery,
+    CancelCommand,
     CommandCause,
     CommandResult,
     CommandStatus,
@@ -14,9 +15,14 @@ from schemas import (
     DoorOutcome,
     DoorResult,
     DoorState,
+    KeypadEvent,
+    LedgerEvent,
+    LedgerTransition,
     LockState,
     OpenCommand,
     PowerSource,
+    ProvisionKeyCommand,
+    ReserveCommand,
     StatusBirth,
     StatusDeath,
     Telemetry,
@@ -97,4 +103,58 @@ def open_result(node_id: str = "node-1") -> CommandResult:
         command_id="cmd-42",
         status=CommandStatus.DONE,
         outcome=DoorOutcome(compartment="A1", result=DoorResult.OPENED, pulse_ms=500, switch_latency_ms=180),
+    )
+
+
+def reserve_command(node_id: str = "node-1") -> ReserveCommand:
+    """A hold of A1 for reservation res-1: deposit within an hour, pickup within two days."""
+    return ReserveCommand(
+        command_id="cmd-43",
+        node_id=node_id,
+        issued_at=T0,
+        expires_at=T0 + timedelta(seconds=30),
+        reservation_id="res-1",
+        compartment="A1",
+        opens_at=T0,
+        hold_until=T0 + timedelta(hours=1),
+        pickup_until=T0 + timedelta(days=2),
+    )
+
+
+def cancel_command(node_id: str = "node-1") -> CancelCommand:
+    """Release reservation res-1."""
+    return CancelCommand(
+        command_id="cmd-44",
+        node_id=node_id,
+        issued_at=T0,
+        expires_at=T0 + timedelta(seconds=30),
+        reservation_id="res-1",
+    )
+
+
+def provision_key_command(node_id: str = "node-1") -> ProvisionKeyCommand:
+    """A node's code key."""
+    return ProvisionKeyCommand(
+        command_id="cmd-45", node_id=node_id, issued_at=T0, expires_at=T0 + timedelta(seconds=30), key_hex="ab" * 32
+    )
+
+
+def ledger_event(node_id: str = "node-1") -> LedgerEvent:
+    """Reservation res-1 was picked up with a code typed at the locker."""
+    return LedgerEvent(
+        node_id=node_id,
+        boot_id=3,
+        seq=4,
+        ts=T0,
+        compartment="A1",
+        transition=LedgerTransition.PICKED_UP,
+        reservation_id="res-1",
+        via="code",
+    )
+
+
+def keypad_event(node_id: str = "node-1") -> KeypadEvent:
+    """The keypad locked after ten wrong codes."""
+    return KeypadEvent(
+        node_id=node_id, boot_id=3, seq=5, ts=T0, locked_until=T0 + timedelta(minutes=15), wrong_attempts=10
     )

@@ -27,7 +27,12 @@ ALL = [
     (Channel.STATUS, samples.death()),
     (Channel.TELEMETRY, samples.telemetry()),
     (Channel.EVENT, samples.door_event()),
+    (Channel.EVENT, samples.ledger_event()),
+    (Channel.EVENT, samples.keypad_event()),
     (Channel.COMMAND, samples.open_command()),
+    (Channel.COMMAND, samples.reserve_command()),
+    (Channel.COMMAND, samples.cancel_command()),
+    (Channel.COMMAND, samples.provision_key_command()),
     (Channel.RESULT, samples.open_result()),
 ]
 IDS = [type(m).__name__ for _, m in ALL]
@@ -157,3 +162,20 @@ def test_a_door_outcome_needs_an_executed_status() -> None:
     result = samples.open_result()
     with pytest.raises(ValidationError, match="only reported with status done or duplicate"):
         CommandResult.model_validate({**result.model_dump(), "status": CommandStatus.EXPIRED})
+
+
+def test_a_reservation_window_must_be_in_order() -> None:
+    doc = json.loads(encode(samples.reserve_command()))
+    doc["pickup_until"] = doc["opens_at"]
+    with pytest.raises(PayloadError, match="opens_at < hold_until <= pickup_until") as info:
+        decode(Channel.COMMAND, json.dumps(doc).encode())
+    assert info.value.reason is RejectReason.INVALID
+
+
+def test_commands_and_events_are_told_apart_by_their_discriminator() -> None:
+    doc = json.loads(encode(samples.cancel_command()))
+    doc["type"] = "self_destruct"
+    with pytest.raises(PayloadError) as info:
+        decode(Channel.COMMAND, json.dumps(doc).encode())
+    assert info.value.reason is RejectReason.INVALID
+    assert isinstance(decode(Channel.EVENT, encode(samples.ledger_event())), type(samples.ledger_event()))

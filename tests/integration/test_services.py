@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.lineproto import event_line, ns, result_line, telemetry_line
+from controller.lineproto import event_line, keypad_line, ledger_line, ns, result_line, telemetry_line
 from controller.local_services import Influxd, Mosquitto, ServiceError, find_binary
 from schemas import Channel, Telemetry, decode_message, encode, topic
 from tests import samples
@@ -94,3 +94,17 @@ def test_a_service_that_dies_at_start_shows_its_log(tmp_path: Path) -> None:
     broker = Mosquitto(tmp_path / "bad", extra_config="this_is_not_an_option 1")
     with pytest.raises(ServiceError, match=r"mosquitto exited with \d+: .*this_is_not_an_option"):
         broker.start()
+
+
+def test_ledger_and_keypad_events_are_stored_with_low_cardinality_tags(influx: InfluxClient) -> None:
+    influx.write([ledger_line(samples.ledger_event()), keypad_line(samples.keypad_event())])
+    [ledger] = influx.query('SELECT reservation_id, "transition", via, compartment FROM ledger')
+    assert (ledger["reservation_id"], ledger["transition"], ledger["via"], ledger["compartment"]) == (
+        "res-1",
+        "picked_up",
+        "code",
+        "A1",
+    )
+    [keypad] = influx.query("SELECT wrong_attempts, locked_until FROM keypad")
+    assert keypad["wrong_attempts"] == 10
+    assert keypad["locked_until"] == ns(samples.keypad_event().locked_until)
