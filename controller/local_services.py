@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 from typing import Self
 
@@ -235,3 +236,130 @@ bind-address = "{self.host}:{self.rpc_port}"
 
     def _probe(self) -> None:
         httpx.get(f"{self.url}/ping", timeout=1.0).raise_for_status()
+
+
+class Postgres(_Service):
+    """A private PostgreSQL server (Debian package ``postgresql``) on 127.0.0.1, trust auth, one database.
+
+    PostgreSQL refuses to run as root: under root the cluster lives in its own directory owned by the ``postgres``
+    system user (created by the Debian package) and the server runs as that user.
+    """
+
+    name = "postgres"
+    package = "postgresql"
+    user = "lockerfleet"
+    database = "lockerfleet"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.bindir = Path(_postgres_bindir(self.package))
+        self._as_root = os.geteuid() == 0
+        self.cluster = Path(tempfile.mkdtemp(prefix="lockerfleet-pg-")) if self._as_root else workdir / "cluster"
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL of the database (psycopg 3 driver)."""
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{self.database}"
+
+    def _run_as(self) -> list[str]:
+        return ["runuser", "-u", "postgres", "--"] if self._as_root else []
+
+    def _argv(self) -> list[str]:
+        data = self.cluster / "data"
+        if not (data / "PG_VERSION").exists():
+            if self._as_root:
+                shutil.chown(self.cluster, "postgres", "postgres")
+            subprocess.run(
+                [*self._run_as(), str(self.bindir / "initdb"), "-D", str(data), "-U", self.user, "--auth=trust"],
+                check=True,
+                capture_output=True,
+            )
+            initialized = True
+        else:
+            initialized = False
+        self._create_db = initialized
+        return [
+            *self._run_as(),
+            str(self.bindir / "postgres"),
+            "-D",
+            str(data),
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.cluster),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+        ]
+
+    def _probe(self) -> None:
+        ready = subprocess.run(
+            [str(self.bindir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", "postgres"],
+            capture_output=True,
+            check=False,
+        )
+        if ready.returncode != 0:
+            raise ConnectionRefusedError(f"pg_isready: {ready.stdout.decode().strip()}")
+        if self._create_db:
+            subprocess.run(
+                [str(self.bindir / "createdb"), "-h", self.host, "-p", str(self.port), "-U", self.user, self.database],
+                check=True,
+                capture_output=True,
+            )
+            self._create_db = False
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the server (fast shutdown) and wait for it."""
+        self._pg_ctl_stop("fast", timeout_s)
+
+    def kill(self) -> None:
+        """Stop at once, as a crash would (immediate shutdown: no checkpoint)."""
+        self._pg_ctl_stop("immediate", 10.0)
+
+    def _pg_ctl_stop(self, mode: str, timeout_s: float) -> None:
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            data = str(self.cluster / "data")
+            subprocess.run(
+                [
+                    *self._run_as(),
+                    str(self.bindir / "pg_ctl"),
+                    "stop",
+                    "-D",
+                    data,
+                    "-m",
+                    mode,
+                    "-t",
+                    str(int(timeout_s)),
+                ],
+                capture_output=True,
+                check=False,
+            )
+            try:
+                self._proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+
+    def remove(self) -> None:
+        """Stop and delete the cluster."""
+        self.stop()
+        shutil.rmtree(self.cluster, ignore_errors=True)
+
+
+def _postgres_bindir(package: str) -> str:
+    """Debian keeps the server binaries under /usr/lib/postgresql/<major>/bin; take the newest."""
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if not candidates:
+        raise ServiceError(
+            f"PostgreSQL server binaries not found under /usr/lib/postgresql: install the Debian package "
+            f"'{package}' (sudo apt-get install -y {package})"
+        )
+    return str(candidates[-1].parent)

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
 
-from controller.local_services import Influxd, Mosquitto, ServiceError
+from controller.local_services import Influxd, Mosquitto, Postgres, ServiceError
 from node_agent.agent import Agent
 from node_agent.hardware import Hardware
 from node_agent.settings import AgentSettings
@@ -43,6 +44,34 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
         pytest.fail(str(exc), pytrace=False)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """One private PostgreSQL server for the whole run, on a free port."""
+    try:
+        server = Postgres(tmp_path_factory.mktemp("postgres")).start()
+    except ServiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database for a store: an SQLite file, or a new database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'store.sqlite3'}"
+        return
+    server: Postgres = request.getfixturevalue("postgres")
+    name = f"test_{next(_db_numbers)}"
+    admin = sqlalchemy.create_engine(server.url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as db:
+        db.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    yield server.url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as db:
+        db.execute(sqlalchemy.text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 @pytest.fixture

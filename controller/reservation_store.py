@@ -1,0 +1,319 @@
+"""Where reservations, courier API keys, idempotency records and the audit trail persist (SQLAlchemy Core).
+
+One implementation for SQLite (the default, a file) and PostgreSQL (a ``postgresql+psycopg://`` URL). The database
+itself refuses a double booking: a unique index over (node, compartment) of the reservations that hold one.
+"""
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+_metadata = sa.MetaData()
+_ACTIVE = ("pending", "held", "deposited")
+
+reservations = sa.Table(
+    "reservations",
+    _metadata,
+    sa.Column("reservation_id", sa.String(64), primary_key=True),
+    sa.Column("partner", sa.String(64), nullable=False),
+    sa.Column("site_id", sa.String(64), nullable=False),
+    sa.Column("size", sa.String(4), nullable=False),
+    sa.Column("parcel_ref", sa.String(128), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("node_id", sa.String(64)),
+    sa.Column("compartment", sa.String(16)),
+    sa.Column("hold_until", sa.DateTime(timezone=True)),
+    sa.Column("pickup_until", sa.DateTime(timezone=True)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+)
+sa.Index(
+    "one_active_reservation_per_compartment",
+    reservations.c.node_id,
+    reservations.c.compartment,
+    unique=True,
+    sqlite_where=reservations.c.state.in_(_ACTIVE),
+    postgresql_where=reservations.c.state.in_(_ACTIVE),
+)
+
+api_keys = sa.Table(
+    "api_keys",
+    _metadata,
+    sa.Column("key_id", sa.String(32), primary_key=True),
+    sa.Column("partner", sa.String(64), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("sites", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+)
+
+idempotency = sa.Table(
+    "idempotency",
+    _metadata,
+    sa.Column("partner", sa.String(64), primary_key=True),
+    sa.Column("idempotency_key", sa.String(128), primary_key=True),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+audit = sa.Table(
+    "audit",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reservation_id", sa.String(64), nullable=False, index=True),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+
+class ReservationState(StrEnum):
+    """Lifecycle of a reservation as the controller records it (the node's ledger has the last word)."""
+
+    PENDING = "pending"
+    HELD = "held"
+    DEPOSITED = "deposited"
+    PICKED_UP = "picked_up"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REFUSED = "refused"
+
+
+class DoubleBookingError(Exception):
+    """The compartment already has an active reservation (the database's unique index refused it)."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """One reservation row."""
+
+    reservation_id: str
+    partner: str
+    site_id: str
+    size: str
+    parcel_ref: str
+    priority: int
+    state: ReservationState
+    node_id: str | None
+    compartment: str | None
+    hold_until: datetime | None
+    pickup_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A courier partner's key (the secret itself is never stored)."""
+
+    key_id: str
+    partner: str
+    sites: frozenset[str]
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """What was answered to an idempotent request."""
+
+    fingerprint: str
+    status_code: int
+    body: dict[str, Any]
+
+
+class ReservationStore:
+    """Reservations and what goes with them, in the database at ``url``."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+        _metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    # -- reservations ---------------------------------------------------------------------------------------
+
+    def insert(self, reservation: Reservation) -> None:
+        """Store a new reservation; :class:`DoubleBookingError` if its compartment is actively booked."""
+        try:
+            with self.engine.begin() as db:
+                db.execute(reservations.insert().values(**_row(reservation)))
+        except IntegrityError as exc:
+            raise DoubleBookingError(f"{reservation.node_id}/{reservation.compartment} is already booked") from exc
+
+    def get(self, reservation_id: str) -> Reservation | None:
+        """One reservation, or None."""
+        with self.engine.connect() as db:
+            row = db.execute(reservations.select().where(reservations.c.reservation_id == reservation_id)).first()
+        return None if row is None else _reservation(row._mapping)
+
+    def set_state(self, reservation_id: str, state: ReservationState, now: datetime) -> Reservation | None:
+        """Move a reservation to ``state``; returns it as stored, or None when unknown."""
+        with self.engine.begin() as db:
+            db.execute(
+                reservations.update()
+                .where(reservations.c.reservation_id == reservation_id)
+                .values(state=state.value, updated_at=_utc(now))
+            )
+        return self.get(reservation_id)
+
+    def active(self, site_id: str | None = None) -> list[Reservation]:
+        """Reservations that hold a compartment (pending, held, deposited)."""
+        query = reservations.select().where(reservations.c.state.in_(_ACTIVE))
+        if site_id is not None:
+            query = query.where(reservations.c.site_id == site_id)
+        with self.engine.connect() as db:
+            return [_reservation(r._mapping) for r in db.execute(query.order_by(reservations.c.created_at))]
+
+    # -- courier API keys -----------------------------------------------------------------------------------
+
+    def create_api_key(self, partner: str, sites: set[str], now: datetime) -> str:
+        """A new key for ``partner`` scoped to ``sites``; the returned token is shown once, only its hash is kept."""
+        key_id = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        with self.engine.begin() as db:
+            db.execute(
+                api_keys.insert().values(
+                    key_id=key_id,
+                    partner=partner,
+                    secret_sha256=_sha256(secret),
+                    sites=",".join(sorted(sites)),
+                    created_at=now,
+                    revoked=False,
+                )
+            )
+        return f"lf_{key_id}_{secret}"
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        """The key a token belongs to, or None (unknown, revoked, or wrong secret)."""
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != "lf":
+            return None
+        _, key_id, secret = parts
+        with self.engine.connect() as db:
+            row = db.execute(api_keys.select().where(api_keys.c.key_id == key_id)).first()
+        if row is None or row.revoked or not hmac.compare_digest(row.secret_sha256, _sha256(secret)):
+            return None
+        return ApiKey(row.key_id, row.partner, frozenset(s for s in row.sites.split(",") if s))
+
+    # -- idempotency ----------------------------------------------------------------------------------------
+
+    def remember(self, partner: str, key: str, response: StoredResponse, now: datetime) -> StoredResponse:
+        """Keep the first response to ``(partner, key)``; later calls get that first one back."""
+        try:
+            with self.engine.begin() as db:
+                db.execute(
+                    idempotency.insert().values(
+                        partner=partner,
+                        idempotency_key=key,
+                        fingerprint=response.fingerprint,
+                        status_code=response.status_code,
+                        body=json.dumps(response.body),
+                        created_at=now,
+                    )
+                )
+        except IntegrityError:
+            found = self.recall(partner, key)
+            assert found is not None, "an idempotency record vanished"
+            return found
+        return response
+
+    def recall(self, partner: str, key: str) -> StoredResponse | None:
+        """The response stored for ``(partner, key)``, if any."""
+        with self.engine.connect() as db:
+            row = db.execute(
+                idempotency.select().where(idempotency.c.partner == partner, idempotency.c.idempotency_key == key)
+            ).first()
+        return None if row is None else StoredResponse(row.fingerprint, row.status_code, json.loads(row.body))
+
+    # -- audit trail ----------------------------------------------------------------------------------------
+
+    def audit(self, reservation_id: str, actor: str, action: str, detail: str, now: datetime) -> None:
+        """Append one line to a reservation's audit trail."""
+        with self.engine.begin() as db:
+            db.execute(
+                audit.insert().values(at=now, reservation_id=reservation_id, actor=actor, action=action, detail=detail)
+            )
+
+    def trail(self, reservation_id: str) -> list[tuple[str, str, str]]:
+        """(actor, action, detail) of a reservation, oldest first."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(audit.c.actor, audit.c.action, audit.c.detail)
+                .where(audit.c.reservation_id == reservation_id)
+                .order_by(audit.c.id)
+            )
+            return [(r.actor, r.action, r.detail) for r in rows]
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Times go in as UTC (SQLite keeps no offset)."""
+    return None if value is None else value.astimezone(UTC)
+
+
+def _row(r: Reservation) -> dict[str, Any]:
+    return {
+        "reservation_id": r.reservation_id,
+        "partner": r.partner,
+        "site_id": r.site_id,
+        "size": r.size,
+        "parcel_ref": r.parcel_ref,
+        "priority": r.priority,
+        "state": r.state.value,
+        "node_id": r.node_id,
+        "compartment": r.compartment,
+        "hold_until": _utc(r.hold_until),
+        "pickup_until": _utc(r.pickup_until),
+        "created_at": _utc(r.created_at),
+        "updated_at": _utc(r.updated_at),
+    }
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    """Times come back in UTC (SQLite hands back naive ones: they were stored as UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _reservation(m: Any) -> Reservation:
+    return Reservation(
+        reservation_id=m["reservation_id"],
+        partner=m["partner"],
+        site_id=m["site_id"],
+        size=m["size"],
+        parcel_ref=m["parcel_ref"],
+        priority=m["priority"],
+        state=ReservationState(m["state"]),
+        node_id=m["node_id"],
+        compartment=m["compartment"],
+        hold_until=_aware(m["hold_until"]),
+        pickup_until=_aware(m["pickup_until"]),
+        created_at=_aware(m["created_at"]) or m["created_at"],
+        updated_at=_aware(m["updated_at"]) or m["updated_at"],
+    )
