@@ -12,6 +12,7 @@ class NodeView(BaseModel):
     """A node as the controller sees it now."""
 
     node_id: str
+    site: str | None
     state: NodeState
     boot_id: int
     firmware_version: str
@@ -27,6 +28,7 @@ class NodeView(BaseModel):
         birth = record.birth
         return cls(
             node_id=record.node_id,
+            site=birth.site,
             state=record.state(now),
             boot_id=record.boot_id,
             firmware_version=birth.firmware_version,

@@ -35,6 +35,8 @@ reservations = sa.Table(
     sa.Column("pickup_until", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_boot", sa.BigInteger),
+    sa.Column("last_seq", sa.BigInteger),
 )
 sa.Index(
     "one_active_reservation_per_compartment",
@@ -112,6 +114,8 @@ class Reservation:
     pickup_until: datetime | None
     created_at: datetime
     updated_at: datetime
+    last_report: tuple[int, int] | None = None
+    """(boot id, seq) of the last node report applied (reconciliation ignores older ones)."""
 
 
 @dataclass(frozen=True)
@@ -161,14 +165,15 @@ class ReservationStore:
             row = db.execute(reservations.select().where(reservations.c.reservation_id == reservation_id)).first()
         return None if row is None else _reservation(row._mapping)
 
-    def set_state(self, reservation_id: str, state: ReservationState, now: datetime) -> Reservation | None:
-        """Move a reservation to ``state``; returns it as stored, or None when unknown."""
+    def set_state(
+        self, reservation_id: str, state: ReservationState, now: datetime, report: tuple[int, int] | None = None
+    ) -> Reservation | None:
+        """Move a reservation to ``state`` (after the node report ``report``); returns it, or None when unknown."""
+        values: dict[str, Any] = {"state": state.value, "updated_at": _utc(now)}
+        if report is not None:
+            values |= {"last_boot": report[0], "last_seq": report[1]}
         with self.engine.begin() as db:
-            db.execute(
-                reservations.update()
-                .where(reservations.c.reservation_id == reservation_id)
-                .values(state=state.value, updated_at=_utc(now))
-            )
+            db.execute(reservations.update().where(reservations.c.reservation_id == reservation_id).values(**values))
         return self.get(reservation_id)
 
     def active(self, site_id: str | None = None) -> list[Reservation]:
@@ -316,4 +321,5 @@ def _reservation(m: Any) -> Reservation:
         pickup_until=_aware(m["pickup_until"]),
         created_at=_aware(m["created_at"]) or m["created_at"],
         updated_at=_aware(m["updated_at"]) or m["updated_at"],
+        last_report=None if m["last_boot"] is None else (m["last_boot"], m["last_seq"]),
     )

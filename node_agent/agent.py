@@ -197,6 +197,7 @@ class Agent:
             hardware_model=self.hardware.profile.hardware_model,
             telemetry_interval_s=self.settings.telemetry_interval_s,
             compartments=[CompartmentInfo(id=c.id, size=c.size) for c in self.hardware.compartments.values()],
+            site=self.settings.site,
         )
         death = StatusDeath(**self._envelope(replayed=False))
         status_topic = topic(self.node_id, Channel.STATUS)

@@ -7,7 +7,7 @@ from pydantic import AnyUrl, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import PowerSource
-from schemas.types import NodeId, ShortText
+from schemas.types import NodeId, ShortText, SiteId
 
 
 def _package_version() -> str:
@@ -46,6 +46,7 @@ class AgentSettings(BaseSettings):
     keepalive_s: int = Field(default=30, ge=5, le=3600, description="MQTT keepalive; a dead link is noticed in 1.5x.")
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest pause between reconnect attempts.")
     firmware_version: ShortText = Field(default_factory=_package_version, description="Reported in the birth.")
+    site: SiteId | None = Field(default=None, description="The site this locker stands at, reported in the birth.")
 
 
 class SimSettings(BaseSettings):
@@ -64,4 +65,7 @@ class SimSettings(BaseSettings):
     power_source: PowerSource = Field(default=PowerSource.SHORE, description="Power source of every node.")
     ramp_s: float = Field(default=5.0, ge=0, description="Spread node start-ups over this many seconds.")
     seed: int = Field(default=1, description="Random seed: the same seed gives the same fleet.")
+    sites: list[SiteId] = Field(
+        default_factory=list, description="Sites the nodes are spread over, round robin (default: none reported)."
+    )
     duration_s: float | None = Field(default=None, gt=0, description="Stop after this many seconds (default: never).")

@@ -51,6 +51,7 @@ class Fleet:
                 mqtt_url=settings.mqtt_url,
                 data_dir=settings.data_dir / node_id,
                 telemetry_interval_s=settings.telemetry_interval_s,
+                site=settings.sites[i % len(settings.sites)] if settings.sites else None,
             )
             self.boards.append(board)
             self.agents.append(Agent(agent_settings, board.hardware))

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.envelope import ContractModel, NodeEnvelope
-from schemas.types import CompartmentId, ShortText
+from schemas.types import CompartmentId, ShortText, SiteId
 
 
 class CompartmentSize(StrEnum):
@@ -33,6 +33,7 @@ class StatusBirth(NodeEnvelope):
     hardware_model: ShortText
     telemetry_interval_s: float = Field(gt=0, le=86_400)
     compartments: list[CompartmentInfo] = Field(min_length=1, max_length=256)
+    site: SiteId | None = Field(default=None, description="The site the locker stands at (reservations pick by site).")
 
 
 class StatusDeath(NodeEnvelope):
