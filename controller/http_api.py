@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.api_models import ApiError, NodeView, OpenRequest, OpenResponse
 from controller.fleet import NodeState
+from controller.reservations_api import reservations_router
 from controller.service import Controller, open_outcome
 from schemas import CommandResult, CommandStatus
 from schemas.types import NODE_ID_PATTERN
@@ -52,6 +53,7 @@ def create_app(controller: Controller) -> FastAPI:
         responses={422: {"model": ApiError, "description": "The request is malformed."}},
     )
 
+    app.include_router(reservations_router(controller.reservations))
     app.add_exception_handler(OpenFailedError, _open_failed)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RateLimitedError, _rate_limited)

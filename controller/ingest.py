@@ -56,6 +56,8 @@ class Ingest:
         *,
         already_stored: Callable[[MessageKey], bool],
         on_result: Callable[[CommandResult], None],
+        on_ledger: Callable[[LedgerEvent], None] = lambda _e: None,
+        on_birth: Callable[[StatusBirth], None] = lambda _b: None,
         clock: Callable[[], float] = time.time,
         dead_letter_max_bytes: int = 4096,
     ) -> None:
@@ -64,6 +66,8 @@ class Ingest:
         self._metrics = metrics
         self._already_stored = already_stored
         self._on_result = on_result
+        self._on_ledger = on_ledger
+        self._on_birth = on_birth
         self._clock = clock
         self._dead_letter_max_bytes = dead_letter_max_bytes
         self._throttle = Throttle(60.0)
@@ -84,6 +88,8 @@ class Ingest:
             record = self.fleet.apply_status(message, now)
             if record is not None:
                 self._store.save(record)
+                if isinstance(message, StatusBirth):
+                    self._on_birth(message)
             self._ingested[channel].inc()
             return Handled(NO_LINES)
         if not isinstance(message, Telemetry | DoorEvent | LedgerEvent | KeypadEvent | CommandResult):
@@ -106,6 +112,7 @@ class Ingest:
         if isinstance(message, DoorEvent):
             return Handled([event_line(message)], key)
         if isinstance(message, LedgerEvent):
+            self._on_ledger(message)
             return Handled([ledger_line(message)], key)
         if isinstance(message, KeypadEvent):
             return Handled([keypad_line(message)], key)

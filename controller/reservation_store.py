@@ -69,6 +69,13 @@ idempotency = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+controller_secret = sa.Table(
+    "controller_secret",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("secret", sa.LargeBinary, nullable=False),
+)
+
 audit = sa.Table(
     "audit",
     _metadata,
@@ -244,6 +251,15 @@ class ReservationStore:
                 idempotency.select().where(idempotency.c.partner == partner, idempotency.c.idempotency_key == key)
             ).first()
         return None if row is None else StoredResponse(row.fingerprint, row.status_code, json.loads(row.body))
+
+    def code_secret(self) -> bytes:
+        """The controller's secret from which every node's code key is derived; created once, kept here."""
+        with self.engine.begin() as db:
+            found = db.execute(sa.select(controller_secret.c.secret)).scalar()
+            if found is None:
+                found = secrets.token_bytes(32)
+                db.execute(controller_secret.insert().values(id=1, secret=found))
+        return bytes(found)
 
     # -- audit trail ----------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The controller process's parts wired together: MQTT in, fleet state, InfluxDB out, courier opens."""
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -18,9 +19,12 @@ from controller.lineproto import courier_open_line, fleet_line
 from controller.metrics import Metrics
 from controller.opens import PendingOpens
 from controller.rate_limit import TokenBucket
+from controller.reservation_store import ReservationStore
+from controller.reservations import Reservations, sites_from
 from controller.settings import ControllerSettings
 from controller.write_pipeline import WritePipeline
-from schemas import Channel, CommandResult, OpenCommand, encode, topic
+from schemas import Channel, Command, CommandResult, OpenCommand, ProvisionKeyCommand, StatusBirth, encode, topic
+from schemas.codes import node_key
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +65,23 @@ class Controller:
             max_lines=settings.batch_max_lines,
             max_age_s=settings.batch_max_age_s,
         )
+        self.reservation_store = ReservationStore(
+            settings.reservations_url
+            or f"sqlite:///{settings.store_path.with_name(settings.store_path.stem + '-reservations.sqlite3')}"
+        )
+        sites = json.loads(settings.sites_file.read_text()) if settings.sites_file else []
+        self.reservations = Reservations(
+            self.reservation_store, self.fleet, sites_from(sites), self._send_command, clock=clock
+        )
+        self._code_secret = self.reservation_store.code_secret()
         self.ingest = Ingest(
             self.fleet,
             self.store,
             self.metrics,
             already_stored=self.pipeline.seen,
-            on_result=self.opens.resolve,
+            on_result=self._on_result,
+            on_ledger=self.reservations.on_ledger_event,
+            on_birth=self._provision,
             clock=clock,
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
         )
@@ -93,6 +108,7 @@ class Controller:
         self.pipeline.stop()
         self.writer.close()
         self.store.close()
+        self.reservation_store.close()
 
     def _on_message(self, topic_name: str, payload: bytes, token: AckToken | None) -> None:
         try:
@@ -103,6 +119,27 @@ class Controller:
             self.pipeline.submit([], token)
             return
         self.pipeline.submit(handled.lines, token, handled.key)
+
+    def _on_result(self, result: CommandResult) -> None:
+        self.opens.resolve(result)
+        self.reservations.on_result(result)
+
+    def _provision(self, birth: StatusBirth) -> None:
+        """Send a newly (re)born node its own code key (derived, so every controller sends the same one)."""
+        now = datetime.fromtimestamp(self.clock(), UTC)
+        self._send_command(
+            ProvisionKeyCommand(
+                command_id=f"key-{birth.node_id}-{birth.boot_id}-{birth.seq}",
+                node_id=birth.node_id,
+                issued_at=now,
+                expires_at=now + timedelta(hours=1),
+                key_hex=node_key(self._code_secret, birth.node_id).hex(),
+            )
+        )
+
+    def _send_command(self, command: Command) -> None:
+        ttl = (command.expires_at - command.issued_at).total_seconds()
+        self.commands.publish(topic(command.node_id, Channel.COMMAND), encode(command), ttl)
 
     def new_open(self, node_id: str, compartment: str, timeout_s: float) -> OpenCommand:
         """An open command valid for ``timeout_s`` from now."""
@@ -117,8 +154,7 @@ class Controller:
 
     def send(self, command: OpenCommand) -> None:
         """Publish ``command``; the broker drops it when it expires undelivered."""
-        ttl = (command.expires_at - command.issued_at).total_seconds()
-        self.commands.publish(topic(command.node_id, Channel.COMMAND), encode(command), ttl)
+        self._send_command(command)
 
     def record_open(self, command: OpenCommand, outcome: str, round_trip_s: float) -> None:
         """Count one courier open in metrics and store it in measurement ``courier_open``."""

@@ -24,6 +24,13 @@ class ControllerSettings(BaseSettings):
     http_host: str = Field(default="127.0.0.1", description="Address the courier API and /metrics bind to.")
     http_port: int = Field(default=8080, ge=1, le=65535, description="Port of the courier API and /metrics.")
     store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="SQLite file of the fleet store.")
+    reservations_url: str | None = Field(
+        default=None,
+        description="Reservation store as a SQLAlchemy URL (postgresql+psycopg://…); default: SQLite by store-path.",
+    )
+    sites_file: Path | None = Field(
+        default=None, description='JSON list of sites: [{"site_id": "centre", "lat": 52.52, "lon": 13.40}, …].'
+    )
     client_id: str = Field(
         default="lockerfleet-controller",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",

@@ -1,0 +1,249 @@
+"""Courier reservations at the controller: decide under one lock, ask the node, follow what the node says.
+
+A request is decided by the :class:`~controller.contention.Allocator` against the fleet as it is now (nodes from
+their births and telemetry, compartments not held by an active reservation), stored ``pending`` and sent to the
+node as a ``reserve`` command. The reservation becomes ``held`` only when the node's ledger reports it; every
+later change comes from the node too (:mod:`controller.reconcile`). Idempotency keys make a retried request
+answer exactly what the first one did.
+"""
+
+import hashlib
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, Field
+
+from controller.contention import Allocator, Compartment, NodeCondition, Policy, Priority, Request, Site, Verdict
+from controller.fleet import Fleet, NodeState
+from controller.reconcile import Report, View, apply
+from controller.reservation_store import (
+    ApiKey,
+    DoubleBookingError,
+    Reservation,
+    ReservationState,
+    ReservationStore,
+    StoredResponse,
+)
+from schemas import (
+    CancelCommand,
+    Command,
+    CommandResult,
+    CommandStatus,
+    CompartmentSize,
+    LedgerEvent,
+    ReserveCommand,
+)
+from schemas.types import ShortText, SiteId
+
+log = logging.getLogger(__name__)
+
+RESERVE_PREFIX = "reserve-"
+"""Command ids of reserve commands: the prefix, then the reservation id."""
+
+
+class ReservationRequest(BaseModel):
+    """Body of ``POST /v1/reservations``."""
+
+    model_config = {"extra": "forbid"}
+
+    site: SiteId
+    size: CompartmentSize = Field(description="Smallest compartment size the parcel fits in.")
+    parcel_ref: str = Field(min_length=1, max_length=128, description="The partner's parcel reference.")
+    courier: ShortText | None = Field(default=None, description="Who will deposit (for the audit trail).")
+    expected_arrival: AwareDatetime = Field(description="When the courier expects to deposit.")
+    priority: Priority = Field(default=Priority.NORMAL, description="0 normal, 1 peak-hour return, 2 perishable.")
+
+
+class ReservationView(BaseModel):
+    """A reservation as a courier partner sees it."""
+
+    reservation_id: str
+    state: ReservationState
+    site: str
+    node_id: str | None
+    compartment: str | None
+    size: str
+    parcel_ref: str
+    hold_until: datetime | None
+    pickup_until: datetime | None
+
+    @classmethod
+    def of(cls, r: Reservation) -> "ReservationView":
+        """The view of a stored reservation."""
+        return cls(
+            reservation_id=r.reservation_id,
+            state=r.state,
+            site=r.site_id,
+            node_id=r.node_id,
+            compartment=r.compartment,
+            size=r.size,
+            parcel_ref=r.parcel_ref,
+            hold_until=r.hold_until,
+            pickup_until=r.pickup_until,
+        )
+
+
+class Reservations:
+    """Decides, stores and follows reservations; thread-safe (HTTP worker threads and the ingest thread)."""
+
+    def __init__(
+        self,
+        store: ReservationStore,
+        fleet: Fleet,
+        sites: dict[str, Site],
+        send: Callable[[Command], None],
+        *,
+        clock: Callable[[], float],
+        hold_grace: timedelta = timedelta(minutes=30),
+        pickup_window: timedelta = timedelta(days=3),
+        command_ttl: timedelta = timedelta(minutes=5),
+        policy: Policy | None = None,
+    ) -> None:
+        self.store = store
+        self.fleet = fleet
+        self.allocator = Allocator(sites, policy or Policy())
+        self._send = send
+        self._clock = clock
+        self._hold_grace = hold_grace
+        self._pickup_window = pickup_window
+        self._command_ttl = command_ttl
+        self._lock = threading.Lock()
+
+    def create(self, key: ApiKey, idempotency_key: str, request: ReservationRequest) -> StoredResponse:
+        """Decide a request (or repeat the answer to an earlier one with the same idempotency key)."""
+        fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+        with self._lock:
+            earlier = self.store.recall(key.partner, idempotency_key)
+            if earlier is not None:
+                if earlier.fingerprint != fingerprint:
+                    return StoredResponse(
+                        fingerprint,
+                        422,
+                        {"detail": "this Idempotency-Key was used for a different request; use a new key"},
+                    )
+                return earlier
+            status, body = self._decide(key, request)
+            return self.store.remember(
+                key.partner, idempotency_key, StoredResponse(fingerprint, status, body), self._now()
+            )
+
+    def cancel(self, reservation: Reservation) -> None:
+        """Ask the node to release the hold; the state changes when the node confirms."""
+        now = self._now()
+        if reservation.node_id is None:
+            return
+        self._send(
+            CancelCommand(
+                command_id=f"cancel-{reservation.reservation_id}-{uuid.uuid4().hex[:8]}",
+                node_id=reservation.node_id,
+                issued_at=now,
+                expires_at=now + self._command_ttl,
+                reservation_id=reservation.reservation_id,
+            )
+        )
+        self.store.audit(reservation.reservation_id, reservation.partner, "cancel_requested", "", now)
+
+    def on_ledger_event(self, event: LedgerEvent) -> None:
+        """A node reported a change of its ledger (called on the ingest thread)."""
+        if event.reservation_id is not None:
+            self._report(event.reservation_id, Report(event.boot_id, event.seq, event.transition), event.node_id)
+
+    def on_result(self, result: CommandResult) -> None:
+        """A node answered a command; a refused reserve ends the reservation as refused."""
+        if result.command_id.startswith(RESERVE_PREFIX) and result.status is CommandStatus.REJECTED:
+            reservation_id = result.command_id.removeprefix(RESERVE_PREFIX)
+            self._report(reservation_id, Report(result.boot_id, result.seq, None), result.node_id)
+
+    def _report(self, reservation_id: str, report: Report, node_id: str) -> None:
+        with self._lock:
+            stored = self.store.get(reservation_id)
+            if stored is None or stored.node_id != node_id:
+                return  # not ours (another controller's store, or a node reporting on something it doesn't hold)
+            outcome = apply(View(stored.state, stored.last_report), report)
+            if outcome.view.state is not stored.state or outcome.view.last != stored.last_report:
+                self.store.set_state(reservation_id, outcome.view.state, self._now(), outcome.view.last)
+            if stored.compartment is not None:
+                self.allocator.confirmed(node_id, stored.compartment)
+            if outcome.notify is not None:
+                self.store.audit(reservation_id, node_id, outcome.notify.value, "reported by the node", self._now())
+                log.info("reservation %s node=%s reservation_id=%s", outcome.notify.value, node_id, reservation_id)
+
+    def _decide(self, key: ApiKey, request: ReservationRequest) -> tuple[int, dict[str, Any]]:
+        now = self._now()
+        reservation_id = f"res-{uuid.uuid4().hex}"
+        nodes, compartments = self._fleet_now()
+        decision = self.allocator.request(
+            Request(reservation_id, request.site, request.size, request.priority), nodes, compartments, self._clock()
+        )
+        if decision.verdict is not Verdict.GRANTED:
+            return 409, {
+                "detail": f"no compartment of size {request.size.value} or larger free at {request.site}: "
+                f"{decision.reason}",
+                "nearest_sites_with_capacity": list(decision.alternatives),
+            }
+        assert decision.node_id is not None and decision.compartment_id is not None
+        hold_until = max(request.expected_arrival, now) + self._hold_grace
+        reservation = Reservation(
+            reservation_id=reservation_id,
+            partner=key.partner,
+            site_id=request.site,
+            size=request.size.value,
+            parcel_ref=request.parcel_ref,
+            priority=int(request.priority),
+            state=ReservationState.PENDING,
+            node_id=decision.node_id,
+            compartment=decision.compartment_id,
+            hold_until=hold_until,
+            pickup_until=hold_until + self._pickup_window,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            self.store.insert(reservation)
+        except DoubleBookingError:
+            self.allocator.confirmed(decision.node_id, decision.compartment_id)
+            return 409, {"detail": "the chosen compartment was booked meanwhile; retry with a new Idempotency-Key"}
+        self.store.audit(reservation_id, key.partner, "created", f"{request.model_dump_json()}", now)
+        self._send(
+            ReserveCommand(
+                command_id=f"{RESERVE_PREFIX}{reservation_id}",
+                node_id=decision.node_id,
+                issued_at=now,
+                expires_at=now + self._command_ttl,
+                reservation_id=reservation_id,
+                compartment=decision.compartment_id,
+                opens_at=now,
+                hold_until=hold_until,
+                pickup_until=hold_until + self._pickup_window,
+            )
+        )
+        return 201, ReservationView.of(reservation).model_dump(mode="json")
+
+    def _fleet_now(self) -> tuple[list[NodeCondition], list[Compartment]]:
+        now = self._clock()
+        booked = {(r.node_id, r.compartment) for r in self.store.active()}
+        nodes: list[NodeCondition] = []
+        compartments: list[Compartment] = []
+        for record in self.fleet.records():
+            site = record.birth.site
+            if site is None:
+                continue
+            battery = record.telemetry.battery.soc_pct if record.telemetry is not None else 0.0
+            nodes.append(NodeCondition(record.node_id, site, record.state(now) is NodeState.ONLINE, battery))
+            compartments.extend(
+                Compartment(record.node_id, c.id, c.size, free=(record.node_id, c.id) not in booked)
+                for c in record.birth.compartments
+            )
+        return nodes, compartments
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock(), UTC)
+
+
+def sites_from(items: list[dict[str, Any]]) -> dict[str, Site]:
+    """Sites from their JSON description (``[{"site_id": …, "lat": …, "lon": …}]``)."""
+    return {str(i["site_id"]): Site(str(i["site_id"]), float(i["lat"]), float(i["lon"])) for i in items}

@@ -1,0 +1,85 @@
+"""The courier reservations API: ``/v1/reservations`` with per-partner API keys and idempotency keys."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from controller.api_models import ApiError
+from controller.reservation_store import ApiKey
+from controller.reservations import ReservationRequest, Reservations, ReservationView
+
+_bearer = HTTPBearer(auto_error=False, description="A courier partner's API key: `Authorization: Bearer lf_…`.")
+ReservationIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+
+
+def reservations_router(reservations: Reservations) -> APIRouter:
+    """Routes bound to ``reservations``."""
+    router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
+
+    def partner(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+        if credentials is None:
+            raise HTTPException(
+                401, "missing API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"}
+            )
+        key = reservations.store.authenticate(credentials.credentials)
+        if key is None:
+            raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+        return key
+
+    def owned(key: ApiKey, reservation_id: str) -> ReservationView:
+        stored = reservations.store.get(reservation_id)
+        if stored is None:
+            raise HTTPException(404, f"no reservation {reservation_id!r}")
+        if stored.partner != key.partner:
+            raise HTTPException(403, "this reservation belongs to another partner")
+        return ReservationView.of(stored)
+
+    @router.post(
+        "",
+        status_code=201,
+        responses={
+            401: {"model": ApiError},
+            403: {"model": ApiError, "description": "The key is not scoped to this site."},
+            409: {"model": ApiError, "description": "No capacity; the body names the nearest sites that have some."},
+            422: {"model": ApiError, "description": "Invalid body, or an Idempotency-Key reused for another request."},
+        },
+    )
+    def create_reservation(
+        request: ReservationRequest,
+        key: Annotated[ApiKey, Depends(partner)],
+        idempotency_key: Annotated[str, Header(min_length=1, max_length=128)],
+    ) -> JSONResponse:
+        """Reserve a compartment at a site. It is ``pending`` until the node confirms the hold, then ``held``.
+
+        The same ``Idempotency-Key`` always gets the same answer, and never a second reservation.
+        """
+        if request.site not in key.sites:
+            raise HTTPException(403, f"this key may not reserve at site {request.site!r}")
+        answer = reservations.create(key, idempotency_key, request)
+        return JSONResponse(answer.body, status_code=answer.status_code)
+
+    @router.get(
+        "/{reservation_id}", responses={401: {"model": ApiError}, 403: {"model": ApiError}, 404: {"model": ApiError}}
+    )
+    def get_reservation(reservation_id: ReservationIdPath, key: Annotated[ApiKey, Depends(partner)]) -> ReservationView:
+        """One of the partner's reservations, as the node last reported it."""
+        return owned(key, reservation_id)
+
+    @router.delete(
+        "/{reservation_id}",
+        status_code=202,
+        responses={401: {"model": ApiError}, 403: {"model": ApiError}, 404: {"model": ApiError}},
+    )
+    def cancel_reservation(
+        reservation_id: ReservationIdPath, key: Annotated[ApiKey, Depends(partner)]
+    ) -> ReservationView:
+        """Ask the node to release the hold; the state becomes ``cancelled`` when the node confirms."""
+        view = owned(key, reservation_id)
+        stored = reservations.store.get(reservation_id)
+        assert stored is not None
+        reservations.cancel(stored)
+        return view
+
+    return router

@@ -1,0 +1,121 @@
+"""Courier reservations through the HTTP API, against real mosquitto, InfluxDB and simulated lockers."""
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from controller.local_services import Mosquitto
+from node_agent.settings import SimSettings
+from node_agent.simulator import background_fleet
+from tests.harness.controller_runner import ControllerFactory, ControllerThread
+from tests.harness.mqtt import wait_until
+
+pytestmark = pytest.mark.integration
+
+NODES = 7
+KEPT_BACK_FOR_PRIORITIES = 2  # the default policy keeps two compartments per site from normal requests
+SITES = [
+    {"site_id": "centre", "lat": 52.5200, "lon": 13.4050},
+    {"site_id": "north", "lat": 52.5800, "lon": 13.4000},
+]
+
+
+def body(parcel: str, site: str = "centre", size: str = "S") -> dict[str, Any]:
+    arrival = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
+    return {"site": site, "size": size, "parcel_ref": parcel, "expected_arrival": arrival}
+
+
+def start(start_controller: ControllerFactory, tmp_path: Path) -> tuple[ControllerThread, str, str]:
+    sites_file = tmp_path / "sites.json"
+    sites_file.write_text(json.dumps(SITES))
+    controller = start_controller(sites_file=sites_file)
+    now = datetime.now(UTC)
+    store = controller.controller.reservation_store
+    return (
+        controller,
+        store.create_api_key("parcelco", {"centre"}, now),
+        store.create_api_key("otherco", {"north"}, now),
+    )
+
+
+def test_a_thousand_racing_requests_get_exactly_the_capacity_and_repeats_get_the_same_answers(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    controller, key, _ = start(start_controller, tmp_path)
+    sim = SimSettings(
+        nodes=NODES,
+        mqtt_url=mosquitto.url,
+        data_dir=tmp_path / "sim",
+        telemetry_interval_s=1,
+        ramp_s=0.5,
+        sites=["centre"],
+    )
+    with background_fleet(sim):
+        assert wait_until(lambda: len(controller.http.get("/v1/nodes", params={"state": "online"}).json()) == NODES, 20)
+        assert wait_until(lambda: all(n["telemetry"] for n in controller.http.get("/v1/nodes").json()), 10)
+        capacity = NODES * 8 - KEPT_BACK_FOR_PRIORITIES  # every simulated compartment fits an S parcel
+        headers = {"Authorization": f"Bearer {key}"}
+        requests = [body(f"P{i}") for i in range(1000)]
+
+        def reserve(i: int) -> tuple[int, dict[str, Any]]:
+            with httpx.Client(base_url=controller.url, timeout=60) as http:
+                response = http.post(
+                    "/v1/reservations", json=requests[i], headers=headers | {"Idempotency-Key": f"k-{i}"}
+                )
+                return response.status_code, response.json()
+
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            first = list(pool.map(reserve, range(1000)))
+        granted = [b for status, b in first if status == 201]
+        assert len(granted) == capacity
+        assert {status for status, _ in first} == {201, 409}
+        places = {(b["node_id"], b["compartment"]) for b in granted}
+        assert len(places) == capacity  # no compartment twice
+        refused = next(b for status, b in first if status == 409)
+        assert "no compartment" in refused["detail"]
+
+        def state(reservation_id: str) -> str:
+            return str(controller.http.get(f"/v1/reservations/{reservation_id}", headers=headers).json()["state"])
+
+        assert wait_until(lambda: all(state(b["reservation_id"]) == "held" for b in granted), 30)
+
+        with ThreadPoolExecutor(max_workers=50) as pool:
+            again = list(pool.map(reserve, range(1000)))
+        assert again == first  # same idempotency keys: the same answers, no new reservation
+        assert len(controller.controller.reservation_store.active("centre")) == capacity
+
+        cancelled = granted[0]["reservation_id"]
+        assert controller.http.delete(f"/v1/reservations/{cancelled}", headers=headers).status_code == 202
+        assert wait_until(lambda: state(cancelled) == "cancelled", 10)
+
+
+def test_keys_scope_and_idempotency_misuse_are_refused(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    controller, key, other = start(start_controller, tmp_path)
+    http = controller.http
+    no_key = http.post("/v1/reservations", json=body("P1"), headers={"Idempotency-Key": "a"})
+    assert no_key.status_code == 401 and "missing API key" in no_key.json()["detail"]
+    bad_key = http.post(
+        "/v1/reservations", json=body("P1"), headers={"Idempotency-Key": "a", "Authorization": "Bearer lf_x_y"}
+    )
+    assert bad_key.status_code == 401
+    out_of_scope = http.post(
+        "/v1/reservations", json=body("P1"), headers={"Idempotency-Key": "a", "Authorization": f"Bearer {other}"}
+    )
+    assert out_of_scope.status_code == 403 and "centre" in out_of_scope.json()["detail"]
+    no_idempotency = http.post("/v1/reservations", json=body("P1"), headers={"Authorization": f"Bearer {key}"})
+    assert no_idempotency.status_code == 422 and "idempotency-key" in no_idempotency.json()["detail"].lower()
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "same"}
+    first = http.post("/v1/reservations", json=body("P1"), headers=headers)
+    assert first.status_code == 409  # no lockers online at all: refused with alternatives
+    assert first.json()["nearest_sites_with_capacity"] == []
+    reused = http.post("/v1/reservations", json=body("P2"), headers=headers)
+    assert reused.status_code == 422 and "different request" in reused.json()["detail"]
+    paths = http.get("/openapi.json").json()["paths"]
+    assert {"/v1/reservations", "/v1/reservations/{reservation_id}"} <= set(paths)
