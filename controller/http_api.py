@@ -7,14 +7,15 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import Body, FastAPI, HTTPException, Path, Request, Response
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.api_models import ApiError, NodeView, OpenRequest, OpenResponse
 from controller.fleet import NodeState
-from controller.reservations_api import reservations_router
+from controller.reservation_store import ApiKey, ReservationState
+from controller.reservations_api import ReservationIdPath, owned, partner_key, reservations_router
 from controller.service import Controller, open_outcome
 from schemas import CommandResult, CommandStatus
 from schemas.types import NODE_ID_PATTERN
@@ -110,11 +111,42 @@ def create_app(controller: Controller) -> FastAPI:
         """Unlock one compartment and return what the door did (``opened``, ``already_open`` or ``jammed``)."""
         return await perform_open(controller, node_or_404(node_id), compartment, request)
 
+    partner = partner_key(controller.reservations)
+
+    @app.post(
+        "/v1/reservations/{reservation_id}/open",
+        tags=["reservations"],
+        responses={
+            401: {"model": ApiError},
+            403: {"model": ApiError},
+            404: {"model": ApiError},
+            409: {"model": ApiError, "description": "Nothing to open now (not held nor deposited), or node offline."},
+            429: {"model": ApiError},
+            502: {"model": ApiError},
+            504: {"model": ApiError},
+        },
+    )
+    async def open_reservation(
+        reservation_id: ReservationIdPath,
+        key: Annotated[ApiKey, Depends(partner)],
+        request: Annotated[OpenRequest | None, Body()] = None,
+    ) -> OpenResponse:
+        """Open the reservation's compartment: the courier's deposit while held, the pickup once deposited."""
+        stored = await asyncio.to_thread(owned, controller.reservations, key, reservation_id)
+        if stored.state not in (ReservationState.HELD, ReservationState.DEPOSITED) or stored.node_id is None:
+            raise HTTPException(409, f"reservation {reservation_id} is {stored.state.value}: nothing to open")
+        assert stored.compartment is not None
+        return await perform_open(controller, node_or_404(stored.node_id), stored.compartment, request, reservation_id)
+
     return app
 
 
 async def perform_open(
-    controller: Controller, node: NodeView, compartment: str, request: OpenRequest | None
+    controller: Controller,
+    node: NodeView,
+    compartment: str,
+    request: OpenRequest | None,
+    reservation_id: str | None = None,
 ) -> OpenResponse:
     """Publish an open command and wait for the node's final answer; raise :class:`OpenFailedError` otherwise."""
     node_id = node.node_id
@@ -135,7 +167,7 @@ async def perform_open(
             wait_s,
         )
     timeout_s = (request.timeout_s if request else None) or controller.settings.open_timeout_s
-    command = controller.new_open(node_id, compartment, timeout_s)
+    command = controller.new_open(node_id, compartment, timeout_s, reservation_id)
     answer = controller.opens.expect(command.command_id)
     controller.send(command)
     result: CommandResult | None = None

@@ -37,6 +37,7 @@ from schemas import (
     LedgerEvent,
     ReserveCommand,
 )
+from schemas.codes import CodePurpose, node_key, offline_code
 from schemas.types import ShortText, SiteId
 
 log = logging.getLogger(__name__)
@@ -70,11 +71,26 @@ class ReservationView(BaseModel):
     parcel_ref: str
     hold_until: datetime | None
     pickup_until: datetime | None
+    deposit_code: str | None = Field(default=None, description="Typed at the locker to deposit (while held).")
+    pickup_code: str | None = Field(default=None, description="For the recipient, once the parcel is deposited.")
 
     @classmethod
-    def of(cls, r: Reservation) -> "ReservationView":
-        """The view of a stored reservation."""
+    def of(cls, r: Reservation, secret: bytes | None = None) -> "ReservationView":
+        """The view of a stored reservation; with the controller's ``secret``, the codes that apply now."""
+        deposit_code = pickup_code = None
+        if secret is not None and r.node_id and r.compartment and r.hold_until and r.pickup_until:
+            key = node_key(secret, r.node_id)
+            if r.state in (ReservationState.PENDING, ReservationState.HELD):
+                deposit_code = offline_code(
+                    key, CodePurpose.DEPOSIT, r.node_id, r.compartment, r.reservation_id, r.created_at, r.hold_until
+                )
+            elif r.state is ReservationState.DEPOSITED:
+                pickup_code = offline_code(
+                    key, CodePurpose.PICKUP, r.node_id, r.compartment, r.reservation_id, r.created_at, r.pickup_until
+                )
         return cls(
+            deposit_code=deposit_code,
+            pickup_code=pickup_code,
             reservation_id=r.reservation_id,
             state=r.state,
             site=r.site_id,
@@ -97,6 +113,7 @@ class Reservations:
         sites: dict[str, Site],
         send: Callable[[Command], None],
         *,
+        secret: bytes,
         clock: Callable[[], float],
         hold_grace: timedelta = timedelta(minutes=30),
         pickup_window: timedelta = timedelta(days=3),
@@ -107,6 +124,7 @@ class Reservations:
         self.fleet = fleet
         self.allocator = Allocator(sites, policy or Policy())
         self._send = send
+        self.secret = secret
         self._clock = clock
         self._hold_grace = hold_grace
         self._pickup_window = pickup_window
@@ -216,12 +234,12 @@ class Reservations:
                 expires_at=now + self._command_ttl,
                 reservation_id=reservation_id,
                 compartment=decision.compartment_id,
-                opens_at=now,
+                opens_at=reservation.created_at,
                 hold_until=hold_until,
                 pickup_until=hold_until + self._pickup_window,
             )
         )
-        return 201, ReservationView.of(reservation).model_dump(mode="json")
+        return 201, ReservationView.of(reservation, self.secret).model_dump(mode="json")
 
     def _fleet_now(self) -> tuple[list[NodeCondition], list[Compartment]]:
         now = self._clock()

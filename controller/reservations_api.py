@@ -1,5 +1,6 @@
 """The courier reservations API: ``/v1/reservations`` with per-partner API keys and idempotency keys."""
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path
@@ -7,16 +8,15 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controller.api_models import ApiError
-from controller.reservation_store import ApiKey
+from controller.reservation_store import ApiKey, Reservation
 from controller.reservations import ReservationRequest, Reservations, ReservationView
 
 _bearer = HTTPBearer(auto_error=False, description="A courier partner's API key: `Authorization: Bearer lf_…`.")
 ReservationIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 
 
-def reservations_router(reservations: Reservations) -> APIRouter:
-    """Routes bound to ``reservations``."""
-    router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
+def partner_key(reservations: Reservations) -> Callable[..., ApiKey]:
+    """A FastAPI dependency: the caller's API key, or 401."""
 
     def partner(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
         if credentials is None:
@@ -28,13 +28,23 @@ def reservations_router(reservations: Reservations) -> APIRouter:
             raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
         return key
 
-    def owned(key: ApiKey, reservation_id: str) -> ReservationView:
-        stored = reservations.store.get(reservation_id)
-        if stored is None:
-            raise HTTPException(404, f"no reservation {reservation_id!r}")
-        if stored.partner != key.partner:
-            raise HTTPException(403, "this reservation belongs to another partner")
-        return ReservationView.of(stored)
+    return partner
+
+
+def owned(reservations: Reservations, key: ApiKey, reservation_id: str) -> Reservation:
+    """The reservation if it belongs to ``key``'s partner; 404 or 403 otherwise."""
+    stored = reservations.store.get(reservation_id)
+    if stored is None:
+        raise HTTPException(404, f"no reservation {reservation_id!r}")
+    if stored.partner != key.partner:
+        raise HTTPException(403, "this reservation belongs to another partner")
+    return stored
+
+
+def reservations_router(reservations: Reservations) -> APIRouter:
+    """Routes bound to ``reservations``."""
+    router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
+    partner = partner_key(reservations)
 
     @router.post(
         "",
@@ -64,8 +74,8 @@ def reservations_router(reservations: Reservations) -> APIRouter:
         "/{reservation_id}", responses={401: {"model": ApiError}, 403: {"model": ApiError}, 404: {"model": ApiError}}
     )
     def get_reservation(reservation_id: ReservationIdPath, key: Annotated[ApiKey, Depends(partner)]) -> ReservationView:
-        """One of the partner's reservations, as the node last reported it."""
-        return owned(key, reservation_id)
+        """One of the partner's reservations, as the node last reported it, with the code that applies now."""
+        return ReservationView.of(owned(reservations, key, reservation_id), reservations.secret)
 
     @router.delete(
         "/{reservation_id}",
@@ -76,10 +86,8 @@ def reservations_router(reservations: Reservations) -> APIRouter:
         reservation_id: ReservationIdPath, key: Annotated[ApiKey, Depends(partner)]
     ) -> ReservationView:
         """Ask the node to release the hold; the state becomes ``cancelled`` when the node confirms."""
-        view = owned(key, reservation_id)
-        stored = reservations.store.get(reservation_id)
-        assert stored is not None
+        stored = owned(reservations, key, reservation_id)
         reservations.cancel(stored)
-        return view
+        return ReservationView.of(stored, reservations.secret)
 
     return router

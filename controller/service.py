@@ -70,10 +70,15 @@ class Controller:
             or f"sqlite:///{settings.store_path.with_name(settings.store_path.stem + '-reservations.sqlite3')}"
         )
         sites = json.loads(settings.sites_file.read_text()) if settings.sites_file else []
-        self.reservations = Reservations(
-            self.reservation_store, self.fleet, sites_from(sites), self._send_command, clock=clock
-        )
         self._code_secret = self.reservation_store.code_secret()
+        self.reservations = Reservations(
+            self.reservation_store,
+            self.fleet,
+            sites_from(sites),
+            self._send_command,
+            secret=self._code_secret,
+            clock=clock,
+        )
         self.ingest = Ingest(
             self.fleet,
             self.store,
@@ -141,8 +146,10 @@ class Controller:
         ttl = (command.expires_at - command.issued_at).total_seconds()
         self.commands.publish(topic(command.node_id, Channel.COMMAND), encode(command), ttl)
 
-    def new_open(self, node_id: str, compartment: str, timeout_s: float) -> OpenCommand:
-        """An open command valid for ``timeout_s`` from now."""
+    def new_open(
+        self, node_id: str, compartment: str, timeout_s: float, reservation_id: str | None = None
+    ) -> OpenCommand:
+        """An open command valid for ``timeout_s`` from now (for ``reservation_id``: its deposit or pickup)."""
         issued = datetime.fromtimestamp(self.clock(), UTC)
         return OpenCommand(
             command_id=f"open-{uuid.uuid4().hex}",
@@ -150,6 +157,7 @@ class Controller:
             issued_at=issued,
             expires_at=issued + timedelta(seconds=timeout_s),
             compartment=compartment,
+            reservation_id=reservation_id,
         )
 
     def send(self, command: OpenCommand) -> None:

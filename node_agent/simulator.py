@@ -34,6 +34,8 @@ class Fleet:
         )
         rng = random.Random(settings.seed)
         self.settings = settings
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The loop the agents run on (set by :meth:`run`): where to call an agent from another thread."""
         self.boards: list[SimulatedBoard] = []
         self.agents: list[Agent] = []
         for i in range(settings.nodes):
@@ -63,6 +65,7 @@ class Fleet:
 
     async def run(self) -> None:
         """Start every agent (spread over ``ramp_s``) and step the physics, until cancelled."""
+        self.loop = asyncio.get_running_loop()
         async with asyncio.TaskGroup() as group:
             group.create_task(self._physics())
             gap = self.settings.ramp_s / max(1, len(self.agents))

@@ -1,5 +1,6 @@
 """Courier reservations through the HTTP API, against real mosquitto, InfluxDB and simulated lockers."""
 
+import asyncio
 import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -119,3 +120,54 @@ def test_keys_scope_and_idempotency_misuse_are_refused(
     assert reused.status_code == 422 and "different request" in reused.json()["detail"]
     paths = http.get("/openapi.json").json()["paths"]
     assert {"/v1/reservations", "/v1/reservations/{reservation_id}"} <= set(paths)
+
+
+def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    controller, key, other = start(start_controller, tmp_path)
+    headers = {"Authorization": f"Bearer {key}"}
+    sim = SimSettings(
+        nodes=1,
+        mqtt_url=mosquitto.url,
+        data_dir=tmp_path / "sim",
+        telemetry_interval_s=1,
+        ramp_s=0.1,
+        sites=["centre"],
+        jam_share=0,
+        door_dwell_s=0.2,
+    )
+    with background_fleet(sim) as fleet:
+        assert wait_until(lambda: bool(controller.http.get("/v1/nodes", params={"state": "online"}).json()), 20)
+        assert wait_until(lambda: fleet.agents[0].keypad is not None, 10)  # the node got its code key
+        assert wait_until(lambda: all(n["telemetry"] for n in controller.http.get("/v1/nodes").json()), 10)
+        created = controller.http.post(
+            "/v1/reservations", json=body("P-1", size="L"), headers=headers | {"Idempotency-Key": "one"}
+        )
+        assert created.status_code == 201, created.text
+        reservation = created.json()
+        rid = reservation["reservation_id"]
+        assert reservation["compartment"] == "B3"  # the smallest compartment that fits an L parcel
+        assert reservation["deposit_code"] and len(reservation["deposit_code"]) == 8
+
+        def view() -> dict[str, Any]:
+            return dict(controller.http.get(f"/v1/reservations/{rid}", headers=headers).json())
+
+        assert wait_until(lambda: view()["state"] == "held", 10)
+        assert (
+            controller.http.get(f"/v1/reservations/{rid}", headers={"Authorization": f"Bearer {other}"}).status_code
+            == 403
+        )
+        deposit = controller.http.post(f"/v1/reservations/{rid}/open", headers=headers)
+        assert deposit.status_code == 200, deposit.text
+        assert deposit.json()["outcome"]["result"] in ("opened", "already_open")
+        assert wait_until(lambda: view()["state"] == "deposited", 10)
+        pickup_code = view()["pickup_code"]
+        assert pickup_code and view()["deposit_code"] is None
+
+        assert fleet.loop is not None
+        typed = asyncio.run_coroutine_threadsafe(fleet.agents[0].enter_code(pickup_code), fleet.loop).result(10)
+        assert typed.grant is not None and typed.grant.compartment == "B3"
+        assert wait_until(lambda: view()["state"] == "picked_up", 10)
+        again = controller.http.post(f"/v1/reservations/{rid}/open", headers=headers)
+        assert again.status_code == 409 and "picked_up" in again.json()["detail"]
