@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.api_models import ApiError, NodeView, OpenRequest, OpenResponse
 from controller.fleet import NodeState
+from controller.rate_limit import KeyedLimits, RateLimitedError
 from controller.reservation_store import ApiKey, ReservationState
 from controller.reservations_api import ReservationIdPath, owned, partner_key, reservations_router
 from controller.service import Controller, open_outcome
@@ -54,7 +55,13 @@ def create_app(controller: Controller) -> FastAPI:
         responses={422: {"model": ApiError, "description": "The request is malformed."}},
     )
 
-    app.include_router(reservations_router(controller.reservations))
+    per_minute = controller.settings.courier_rate_per_min / 60
+    burst = controller.settings.courier_burst
+    app.include_router(
+        reservations_router(
+            controller.reservations, KeyedLimits(per_minute, burst), KeyedLimits(2 * per_minute, 2 * burst)
+        )
+    )
     app.add_exception_handler(OpenFailedError, _open_failed)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RateLimitedError, _rate_limited)
@@ -207,14 +214,6 @@ class OpenFailedError(Exception):
         super().__init__(detail)
         self.status = status
         self.body = ApiError(detail=detail, command_id=command_id)
-
-
-class RateLimitedError(Exception):
-    """The fleet-wide open rate limit refused an open; nothing was sent."""
-
-    def __init__(self, detail: str, retry_after_s: float) -> None:
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s
 
 
 async def _rate_limited(_request: Request, exc: Exception) -> JSONResponse:

@@ -81,4 +81,29 @@ class Metrics:
             "Courier opens refused with 429 by the fleet-wide open rate limit.",
             registry=r,
         )
+        self.reservation_requests = Counter(
+            "lockerfleet_reservation_requests",
+            "Reservation requests by answer: granted, refused (409), replayed (same Idempotency-Key), invalid.",
+            ["answer"],
+            registry=r,
+        )
+        self.reservation_decision_seconds = Histogram(
+            "lockerfleet_reservation_decision_seconds",
+            "Time to decide one reservation request (lock, allocation, store, command), replays excluded.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+            registry=r,
+        )
+        self.edge_transitions = Counter(
+            "lockerfleet_edge_transitions",
+            "Ledger changes reported by nodes, by transition and by what caused them (command, code, timer); "
+            "deposits and pickups via code were served at the node without a controller round trip.",
+            ["transition", "via"],
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "lockerfleet_courier_rate_limited",
+            "Courier API requests refused with 429, by limit (key or ip).",
+            ["limit"],
+            registry=r,
+        )
         r.register(_NodesByState(node_counts))

@@ -10,6 +10,7 @@ answer exactly what the first one did.
 import hashlib
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -19,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from controller.contention import Allocator, Compartment, NodeCondition, Policy, Priority, Request, Site, Verdict
 from controller.fleet import Fleet, NodeState
+from controller.metrics import Metrics
 from controller.reconcile import Report, View, apply
 from controller.reservation_store import (
     ApiKey,
@@ -113,6 +115,7 @@ class Reservations:
         sites: dict[str, Site],
         send: Callable[[Command], None],
         *,
+        metrics: Metrics,
         secret: bytes,
         clock: Callable[[], float],
         hold_grace: timedelta = timedelta(minutes=30),
@@ -124,6 +127,7 @@ class Reservations:
         self.fleet = fleet
         self.allocator = Allocator(sites, policy or Policy())
         self._send = send
+        self.metrics = metrics
         self.secret = secret
         self._clock = clock
         self._hold_grace = hold_grace
@@ -135,19 +139,25 @@ class Reservations:
         """Decide a request (or repeat the answer to an earlier one with the same idempotency key)."""
         fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
         with self._lock:
+            started = time.perf_counter()
             earlier = self.store.recall(key.partner, idempotency_key)
             if earlier is not None:
                 if earlier.fingerprint != fingerprint:
+                    self.metrics.reservation_requests.labels("invalid").inc()
                     return StoredResponse(
                         fingerprint,
                         422,
                         {"detail": "this Idempotency-Key was used for a different request; use a new key"},
                     )
+                self.metrics.reservation_requests.labels("replayed").inc()
                 return earlier
             status, body = self._decide(key, request)
-            return self.store.remember(
+            answer = self.store.remember(
                 key.partner, idempotency_key, StoredResponse(fingerprint, status, body), self._now()
             )
+            self.metrics.reservation_decision_seconds.observe(time.perf_counter() - started)
+            self.metrics.reservation_requests.labels("granted" if status == 201 else "refused").inc()
+            return answer
 
     def cancel(self, reservation: Reservation) -> None:
         """Ask the node to release the hold; the state changes when the node confirms."""
@@ -167,6 +177,7 @@ class Reservations:
 
     def on_ledger_event(self, event: LedgerEvent) -> None:
         """A node reported a change of its ledger (called on the ingest thread)."""
+        self.metrics.edge_transitions.labels(event.transition.value, event.via).inc()
         if event.reservation_id is not None:
             self._report(event.reservation_id, Report(event.boot_id, event.seq, event.transition), event.node_id)
 

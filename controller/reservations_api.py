@@ -1,13 +1,15 @@
 """The courier reservations API: ``/v1/reservations`` with per-partner API keys and idempotency keys."""
 
+import time
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controller.api_models import ApiError
+from controller.rate_limit import KeyedLimits, RateLimitedError
 from controller.reservation_store import ApiKey, Reservation
 from controller.reservations import ReservationRequest, Reservations, ReservationView
 
@@ -41,10 +43,18 @@ def owned(reservations: Reservations, key: ApiKey, reservation_id: str) -> Reser
     return stored
 
 
-def reservations_router(reservations: Reservations) -> APIRouter:
-    """Routes bound to ``reservations``."""
+def reservations_router(reservations: Reservations, per_key: KeyedLimits, per_ip: KeyedLimits) -> APIRouter:
+    """Routes bound to ``reservations``; every POST counts against its API key's and its address's limits."""
     router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
     partner = partner_key(reservations)
+
+    def within_limits(http: Request, key: ApiKey) -> None:
+        now = time.monotonic()
+        client = http.client.host if http.client else "unknown"
+        for limit, wait_s in (("key", per_key.take(key.key_id, now)), ("ip", per_ip.take(client, now))):
+            if wait_s > 0:
+                reservations.metrics.rate_limited.labels(limit).inc()
+                raise RateLimitedError(f"too many requests for this {limit}; retry in {wait_s:.1f} s", wait_s)
 
     @router.post(
         "",
@@ -53,11 +63,13 @@ def reservations_router(reservations: Reservations) -> APIRouter:
             401: {"model": ApiError},
             403: {"model": ApiError, "description": "The key is not scoped to this site."},
             409: {"model": ApiError, "description": "No capacity; the body names the nearest sites that have some."},
+            429: {"model": ApiError, "description": "Too many requests for this key or address; see Retry-After."},
             422: {"model": ApiError, "description": "Invalid body, or an Idempotency-Key reused for another request."},
         },
     )
     def create_reservation(
         request: ReservationRequest,
+        http: Request,
         key: Annotated[ApiKey, Depends(partner)],
         idempotency_key: Annotated[str, Header(min_length=1, max_length=128)],
     ) -> JSONResponse:
@@ -65,6 +77,7 @@ def reservations_router(reservations: Reservations) -> APIRouter:
 
         The same ``Idempotency-Key`` always gets the same answer, and never a second reservation.
         """
+        within_limits(http, key)
         if request.site not in key.sites:
             raise HTTPException(403, f"this key may not reserve at site {request.site!r}")
         answer = reservations.create(key, idempotency_key, request)

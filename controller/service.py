@@ -76,6 +76,7 @@ class Controller:
             self.fleet,
             sites_from(sites),
             self._send_command,
+            metrics=self.metrics,
             secret=self._code_secret,
             clock=clock,
         )

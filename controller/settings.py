@@ -58,6 +58,10 @@ class ControllerSettings(BaseSettings):
         description="Fleet-wide limit on courier opens per minute (a circuit breaker against mass remote opening).",
     )
     open_burst: int = Field(default=50, ge=1, description="Opens allowed at once before the per-minute rate applies.")
+    courier_rate_per_min: float = Field(
+        default=600.0, gt=0, description="Reservation API requests per minute per API key (and twice that per IP)."
+    )
+    courier_burst: int = Field(default=100, ge=1, description="Requests per API key allowed at once.")
     fleet_snapshot_s: float = Field(
         default=10.0, gt=0, description="Write node counts by state to InfluxDB (measurement fleet) this often."
     )

@@ -31,10 +31,10 @@ def body(parcel: str, site: str = "centre", size: str = "S") -> dict[str, Any]:
     return {"site": site, "size": size, "parcel_ref": parcel, "expected_arrival": arrival}
 
 
-def start(start_controller: ControllerFactory, tmp_path: Path) -> tuple[ControllerThread, str, str]:
+def start(start_controller: ControllerFactory, tmp_path: Path, **settings: Any) -> tuple[ControllerThread, str, str]:
     sites_file = tmp_path / "sites.json"
     sites_file.write_text(json.dumps(SITES))
-    controller = start_controller(sites_file=sites_file)
+    controller = start_controller(sites_file=sites_file, **settings)
     now = datetime.now(UTC)
     store = controller.controller.reservation_store
     return (
@@ -47,7 +47,7 @@ def start(start_controller: ControllerFactory, tmp_path: Path) -> tuple[Controll
 def test_a_thousand_racing_requests_get_exactly_the_capacity_and_repeats_get_the_same_answers(
     start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    controller, key, _ = start(start_controller, tmp_path)
+    controller, key, _ = start(start_controller, tmp_path, courier_rate_per_min=60_000, courier_burst=5000)
     sim = SimSettings(
         nodes=NODES,
         mqtt_url=mosquitto.url,
@@ -171,3 +171,19 @@ def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
         assert wait_until(lambda: view()["state"] == "picked_up", 10)
         again = controller.http.post(f"/v1/reservations/{rid}/open", headers=headers)
         assert again.status_code == 409 and "picked_up" in again.json()["detail"]
+
+
+def test_courier_requests_beyond_the_key_limit_get_429_with_retry_after(
+    start_controller: ControllerFactory, tmp_path: Path
+) -> None:
+    controller, key, _ = start(start_controller, tmp_path, courier_rate_per_min=6, courier_burst=2)
+    headers = {"Authorization": f"Bearer {key}"}
+    statuses = [
+        controller.http.post("/v1/reservations", json=body(f"P{i}"), headers=headers | {"Idempotency-Key": f"r{i}"})
+        for i in range(3)
+    ]
+    assert [r.status_code for r in statuses] == [409, 409, 429]  # nothing online: refused, then rate-limited
+    assert 1 <= int(statuses[2].headers["Retry-After"]) <= 10
+    metrics = controller.http.get("/metrics").text
+    assert 'lockerfleet_courier_rate_limited_total{limit="key"} 1.0' in metrics
+    assert 'lockerfleet_reservation_requests_total{answer="refused"} 2.0' in metrics
