@@ -106,4 +106,10 @@ class Metrics:
             ["limit"],
             registry=r,
         )
+        self.webhooks = Counter(
+            "lockerfleet_webhook_attempts",
+            "Webhook delivery attempts to courier partners, by result (delivered, retried, given_up).",
+            ["result"],
+            registry=r,
+        )
         r.register(_NodesByState(node_counts))

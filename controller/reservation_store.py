@@ -69,6 +69,27 @@ idempotency = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+partners = sa.Table(
+    "partners",
+    _metadata,
+    sa.Column("partner", sa.String(64), primary_key=True),
+    sa.Column("webhook_url", sa.Text, nullable=False),
+    sa.Column("webhook_secret", sa.String(64), nullable=False),
+)
+
+webhooks = sa.Table(
+    "webhooks",
+    _metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("partner", sa.String(64), nullable=False),
+    sa.Column("event_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("next_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("delivered_at", sa.DateTime(timezone=True)),
+    sa.Column("last_error", sa.Text),
+)
+
 controller_secret = sa.Table(
     "controller_secret",
     _metadata,
@@ -251,6 +272,54 @@ class ReservationStore:
                 idempotency.select().where(idempotency.c.partner == partner, idempotency.c.idempotency_key == key)
             ).first()
         return None if row is None else StoredResponse(row.fingerprint, row.status_code, json.loads(row.body))
+
+    # -- webhooks -------------------------------------------------------------------------------------------
+
+    def set_webhook(self, partner: str, url: str) -> str:
+        """Register (or replace) ``partner``'s webhook URL; returns the new signing secret (shown once)."""
+        secret = secrets.token_hex(32)
+        with self.engine.begin() as db:
+            db.execute(partners.delete().where(partners.c.partner == partner))
+            db.execute(partners.insert().values(partner=partner, webhook_url=url, webhook_secret=secret))
+        return secret
+
+    def webhook_of(self, partner: str) -> tuple[str, str] | None:
+        """``(url, signing secret)`` of a partner's webhook, if registered."""
+        with self.engine.connect() as db:
+            row = db.execute(partners.select().where(partners.c.partner == partner)).first()
+        return None if row is None else (row.webhook_url, row.webhook_secret)
+
+    def enqueue_webhook(self, partner: str, event_id: str, body: dict[str, Any], now: datetime) -> None:
+        """Queue one event for delivery (durably, so a restart delivers it too)."""
+        with self.engine.begin() as db:
+            db.execute(
+                webhooks.insert().values(
+                    partner=partner, event_id=event_id, body=json.dumps(body), attempts=0, next_at=_utc(now)
+                )
+            )
+
+    def due_webhooks(self, now: datetime, limit: int = 50) -> list[tuple[int, str, str, str, int]]:
+        """``(id, partner, event id, body, attempts)`` of undelivered events whose time has come, oldest first."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(webhooks.c.id, webhooks.c.partner, webhooks.c.event_id, webhooks.c.body, webhooks.c.attempts)
+                .where(webhooks.c.delivered_at.is_(None), webhooks.c.next_at <= _utc(now))
+                .order_by(webhooks.c.id)
+                .limit(limit)
+            )
+            return [(r.id, r.partner, r.event_id, r.body, r.attempts) for r in rows]
+
+    def webhook_done(self, delivery_id: int, now: datetime) -> None:
+        """Mark a delivery as received by the partner."""
+        with self.engine.begin() as db:
+            db.execute(webhooks.update().where(webhooks.c.id == delivery_id).values(delivered_at=_utc(now)))
+
+    def webhook_failed(self, delivery_id: int, error: str, retry_at: datetime | None) -> None:
+        """Count a failed attempt; ``retry_at`` None gives up (the row stays, undelivered, for inspection)."""
+        values: dict[str, Any] = {"attempts": webhooks.c.attempts + 1, "last_error": error[:1000]}
+        values["next_at"] = _utc(retry_at) if retry_at else datetime(9999, 1, 1, tzinfo=UTC)
+        with self.engine.begin() as db:
+            db.execute(webhooks.update().where(webhooks.c.id == delivery_id).values(**values))
 
     def code_secret(self) -> bytes:
         """The controller's secret from which every node's code key is derived; created once, kept here."""

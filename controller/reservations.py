@@ -198,7 +198,22 @@ class Reservations:
             if stored.compartment is not None:
                 self.allocator.confirmed(node_id, stored.compartment)
             if outcome.notify is not None:
-                self.store.audit(reservation_id, node_id, outcome.notify.value, "reported by the node", self._now())
+                now = self._now()
+                self.store.audit(reservation_id, node_id, outcome.notify.value, "reported by the node", now)
+                updated = self.store.get(reservation_id)
+                assert updated is not None
+                event_id = f"{reservation_id}:{outcome.notify.value}:{report.boot_id}-{report.seq}"
+                self.store.enqueue_webhook(
+                    stored.partner,
+                    event_id,
+                    {
+                        "event_id": event_id,
+                        "type": f"reservation.{outcome.notify.value}",
+                        "at": now.isoformat(),
+                        "reservation": ReservationView.of(updated, self.secret).model_dump(mode="json"),
+                    },
+                    now,
+                )
                 log.info("reservation %s node=%s reservation_id=%s", outcome.notify.value, node_id, reservation_id)
 
     def _decide(self, key: ApiKey, request: ReservationRequest) -> tuple[int, dict[str, Any]]:

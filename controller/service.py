@@ -22,6 +22,7 @@ from controller.rate_limit import TokenBucket
 from controller.reservation_store import ReservationStore
 from controller.reservations import Reservations, sites_from
 from controller.settings import ControllerSettings
+from controller.webhooks import WebhookSender
 from controller.write_pipeline import WritePipeline
 from schemas import Channel, Command, CommandResult, OpenCommand, ProvisionKeyCommand, StatusBirth, encode, topic
 from schemas.codes import node_key
@@ -71,6 +72,7 @@ class Controller:
         )
         sites = json.loads(settings.sites_file.read_text()) if settings.sites_file else []
         self._code_secret = self.reservation_store.code_secret()
+        self.webhooks = WebhookSender(self.reservation_store, self.metrics, clock=clock)
         self.reservations = Reservations(
             self.reservation_store,
             self.fleet,
@@ -96,6 +98,7 @@ class Controller:
         """Create the database if needed, start the writer, connect to the broker."""
         self.writer.ensure_database()
         self.pipeline.start()
+        self.webhooks.start()
         self.commands.start()
         self.link.start()
         log.info(
@@ -111,6 +114,7 @@ class Controller:
         """Disconnect, write what is buffered, close the store."""
         self.link.stop()
         self.commands.stop()
+        self.webhooks.stop()
         self.pipeline.stop()
         self.writer.close()
         self.store.close()

@@ -11,10 +11,12 @@ import httpx
 import pytest
 
 from controller.local_services import Mosquitto
+from controller.webhooks import verify
 from node_agent.settings import SimSettings
 from node_agent.simulator import background_fleet
 from tests.harness.controller_runner import ControllerFactory, ControllerThread
 from tests.harness.mqtt import wait_until
+from tests.harness.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +129,8 @@ def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
 ) -> None:
     controller, key, other = start(start_controller, tmp_path)
     headers = {"Authorization": f"Bearer {key}"}
+    receiver = WebhookReceiver()
+    webhook_secret = controller.controller.reservation_store.set_webhook("parcelco", receiver.url)
     sim = SimSettings(
         nodes=1,
         mqtt_url=mosquitto.url,
@@ -171,6 +175,16 @@ def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
         assert wait_until(lambda: view()["state"] == "picked_up", 10)
         again = controller.http.post(f"/v1/reservations/{rid}/open", headers=headers)
         assert again.status_code == 409 and "picked_up" in again.json()["detail"]
+
+    def events() -> list[str]:
+        return [json.loads(r.body)["type"] for r in receiver.received]
+
+    assert wait_until(lambda: events() == ["reservation.held", "reservation.deposited", "reservation.picked_up"], 10)
+    deposited = json.loads(receiver.received[1].body)
+    assert deposited["reservation"]["pickup_code"] == pickup_code  # what the recipient is sent
+    now = int(datetime.now(UTC).timestamp())
+    assert all(verify(webhook_secret, r.headers["Lockerfleet-Signature"], r.body, now) for r in receiver.received)
+    receiver.close()
 
 
 def test_courier_requests_beyond_the_key_limit_get_429_with_retry_after(
