@@ -33,6 +33,12 @@ def body(parcel: str, site: str = "centre", size: str = "S") -> dict[str, Any]:
     return {"site": site, "size": size, "parcel_ref": parcel, "expected_arrival": arrival}
 
 
+def reporting(controller: ControllerThread) -> bool:
+    """Some nodes are known and every one has sent telemetry."""
+    nodes = controller.http.get("/v1/nodes").json()
+    return bool(nodes) and all(n["telemetry"] for n in nodes)
+
+
 def start(start_controller: ControllerFactory, tmp_path: Path, **settings: Any) -> tuple[ControllerThread, str, str]:
     sites_file = tmp_path / "sites.json"
     sites_file.write_text(json.dumps(SITES))
@@ -201,3 +207,53 @@ def test_courier_requests_beyond_the_key_limit_get_429_with_retry_after(
     metrics = controller.http.get("/metrics").text
     assert 'lockerfleet_courier_rate_limited_total{limit="key"} 1.0' in metrics
     assert 'lockerfleet_reservation_requests_total{answer="refused"} 2.0' in metrics
+
+
+def test_a_pickup_while_the_node_is_cut_off_reaches_the_controller_and_the_courier_when_it_returns(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    controller, key, _ = start(start_controller, tmp_path)
+    headers = {"Authorization": f"Bearer {key}"}
+    receiver = WebhookReceiver()
+    controller.controller.reservation_store.set_webhook("parcelco", receiver.url)
+    sim = SimSettings(
+        nodes=1,
+        mqtt_url=mosquitto.url,
+        data_dir=tmp_path / "sim",
+        telemetry_interval_s=1,
+        ramp_s=0.1,
+        sites=["centre"],
+        jam_share=0,
+        door_dwell_s=0.2,
+    )
+    with background_fleet(sim) as fleet:
+        assert wait_until(lambda: reporting(controller), 20)
+        assert wait_until(lambda: fleet.agents[0].keypad is not None, 10)
+        rid = controller.http.post(
+            "/v1/reservations", json=body("P-9"), headers=headers | {"Idempotency-Key": "nine"}
+        ).json()["reservation_id"]
+
+        def view() -> dict[str, Any]:
+            return dict(controller.http.get(f"/v1/reservations/{rid}", headers=headers).json())
+
+        assert wait_until(lambda: view()["state"] == "held", 10)
+        assert controller.http.post(f"/v1/reservations/{rid}/open", headers=headers).status_code == 200
+        assert wait_until(lambda: view()["state"] == "deposited", 10)
+        pickup_code = view()["pickup_code"]
+
+        mosquitto.stop()  # the locker is cut off
+        assert fleet.loop is not None
+        typed = asyncio.run_coroutine_threadsafe(fleet.agents[0].enter_code(pickup_code), fleet.loop).result(10)
+        assert typed.grant is not None  # served at the node, with no network
+        assert view()["state"] == "deposited"  # the controller cannot know yet
+        mosquitto.start()
+        assert wait_until(lambda: view()["state"] == "picked_up", 40)  # the outbox replayed the ledger event
+
+    assert wait_until(
+        lambda: [json.loads(r.body)["type"] for r in receiver.received][-1:] == ["reservation.picked_up"], 10
+    )
+    controller.stop()
+    restarted = start_controller(sites_file=tmp_path / "sites.json")  # same store: nothing forgotten
+    again = restarted.http.get(f"/v1/reservations/{rid}", headers=headers)
+    assert again.status_code == 200 and again.json()["state"] == "picked_up"
+    receiver.close()
