@@ -116,3 +116,11 @@ def courier_open_line(node_id: str, outcome: str, rtt_ms: float, command_id: str
         f"courier_open,node={tag(node_id)},outcome={tag(outcome)} rtt_ms={rtt_ms},"
         f"command_id={string_field(command_id)} {when_ns}"
     )
+
+
+def reservation_line(site: str, answer: str, latency_ms: float, reservation_id: str, when_ns: int) -> str:
+    """One ``reservation`` point per decided request: the answer by site, and how long deciding took."""
+    return (
+        f"reservation,site={tag(site)},answer={tag(answer)} latency_ms={latency_ms},"
+        f"reservation_id={string_field(reservation_id)} {when_ns}"
+    )

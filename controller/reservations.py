@@ -20,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from controller.contention import Allocator, Compartment, NodeCondition, Policy, Priority, Request, Site, Verdict
 from controller.fleet import Fleet, NodeState
+from controller.lineproto import reservation_line
 from controller.metrics import Metrics
 from controller.reconcile import Report, View, apply
 from controller.reservation_store import (
@@ -117,6 +118,7 @@ class Reservations:
         *,
         metrics: Metrics,
         secret: bytes,
+        store_lines: Callable[[list[str]], None] = lambda _lines: None,
         clock: Callable[[], float],
         hold_grace: timedelta = timedelta(minutes=30),
         pickup_window: timedelta = timedelta(days=3),
@@ -128,6 +130,7 @@ class Reservations:
         self.allocator = Allocator(sites, policy or Policy())
         self._send = send
         self.metrics = metrics
+        self._store_lines = store_lines
         self.secret = secret
         self._clock = clock
         self._hold_grace = hold_grace
@@ -155,8 +158,14 @@ class Reservations:
             answer = self.store.remember(
                 key.partner, idempotency_key, StoredResponse(fingerprint, status, body), self._now()
             )
-            self.metrics.reservation_decision_seconds.observe(time.perf_counter() - started)
-            self.metrics.reservation_requests.labels("granted" if status == 201 else "refused").inc()
+            elapsed = time.perf_counter() - started
+            outcome = "granted" if status == 201 else "refused"
+            self.metrics.reservation_decision_seconds.observe(elapsed)
+            self.metrics.reservation_requests.labels(outcome).inc()
+            reservation_id = str(body.get("reservation_id", ""))
+            self._store_lines(
+                [reservation_line(request.site, outcome, round(elapsed * 1000, 3), reservation_id, time.time_ns())]
+            )
             return answer
 
     def cancel(self, reservation: Reservation) -> None:

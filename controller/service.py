@@ -80,6 +80,7 @@ class Controller:
             self._send_command,
             metrics=self.metrics,
             secret=self._code_secret,
+            store_lines=self.pipeline.submit,
             clock=clock,
         )
         self.ingest = Ingest(

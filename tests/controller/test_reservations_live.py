@@ -15,6 +15,7 @@ from controller.webhooks import verify
 from node_agent.settings import SimSettings
 from node_agent.simulator import background_fleet
 from tests.harness.controller_runner import ControllerFactory, ControllerThread
+from tests.harness.influx import InfluxClient
 from tests.harness.mqtt import wait_until
 from tests.harness.webhook_receiver import WebhookReceiver
 
@@ -53,7 +54,7 @@ def start(start_controller: ControllerFactory, tmp_path: Path, **settings: Any) 
 
 
 def test_a_thousand_racing_requests_get_exactly_the_capacity_and_repeats_get_the_same_answers(
-    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+    start_controller: ControllerFactory, mosquitto: Mosquitto, influx: InfluxClient, tmp_path: Path
 ) -> None:
     controller, key, _ = start(start_controller, tmp_path, courier_rate_per_min=60_000, courier_burst=5000)
     sim = SimSettings(
@@ -97,6 +98,8 @@ def test_a_thousand_racing_requests_get_exactly_the_capacity_and_repeats_get_the
             again = list(pool.map(reserve, range(1000)))
         assert again == first  # same idempotency keys: the same answers, no new reservation
         assert len(controller.controller.reservation_store.active("centre")) == capacity
+        decided = influx.query('SELECT count("latency_ms") FROM reservation GROUP BY "answer"')
+        assert {r["answer"]: r["count"] for r in decided} == {"granted": capacity, "refused": 1000 - capacity}
 
         cancelled = granted[0]["reservation_id"]
         assert controller.http.delete(f"/v1/reservations/{cancelled}", headers=headers).status_code == 202
