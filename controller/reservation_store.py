@@ -187,6 +187,39 @@ class ReservationStore:
         except IntegrityError as exc:
             raise DoubleBookingError(f"{reservation.node_id}/{reservation.compartment} is already booked") from exc
 
+    def record_grant(
+        self, reservation: Reservation, idempotency_key: str, response: StoredResponse, detail: str
+    ) -> None:
+        """Store a granted reservation, its audit line and its idempotent answer in one transaction (one fsync).
+
+        :class:`DoubleBookingError` if the compartment is actively booked (nothing is stored then).
+        """
+        now = _utc(reservation.created_at)
+        try:
+            with self.engine.begin() as db:
+                db.execute(reservations.insert().values(**_row(reservation)))
+                db.execute(
+                    audit.insert().values(
+                        at=now,
+                        reservation_id=reservation.reservation_id,
+                        actor=reservation.partner,
+                        action="created",
+                        detail=detail,
+                    )
+                )
+                db.execute(
+                    idempotency.insert().values(
+                        partner=reservation.partner,
+                        idempotency_key=idempotency_key,
+                        fingerprint=response.fingerprint,
+                        status_code=response.status_code,
+                        body=json.dumps(response.body),
+                        created_at=now,
+                    )
+                )
+        except IntegrityError as exc:
+            raise DoubleBookingError(f"{reservation.node_id}/{reservation.compartment} is already booked") from exc
+
     def get(self, reservation_id: str) -> Reservation | None:
         """One reservation, or None."""
         with self.engine.connect() as db:

@@ -45,6 +45,7 @@ from schemas.types import ShortText, SiteId
 
 log = logging.getLogger(__name__)
 
+_ACTIVE = frozenset({ReservationState.PENDING, ReservationState.HELD, ReservationState.DEPOSITED})
 RESERVE_PREFIX = "reserve-"
 """Command ids of reserve commands: the prefix, then the reservation id."""
 
@@ -137,6 +138,8 @@ class Reservations:
         self._pickup_window = pickup_window
         self._command_ttl = command_ttl
         self._lock = threading.Lock()
+        self._booked = {(r.node_id, r.compartment) for r in store.active() if r.node_id and r.compartment}
+        """Compartments held by an active reservation, kept in memory (decisions must not query for it)."""
 
     def create(self, key: ApiKey, idempotency_key: str, request: ReservationRequest) -> StoredResponse:
         """Decide a request (or repeat the answer to an earlier one with the same idempotency key)."""
@@ -154,10 +157,10 @@ class Reservations:
                     )
                 self.metrics.reservation_requests.labels("replayed").inc()
                 return earlier
-            status, body = self._decide(key, request)
-            answer = self.store.remember(
-                key.partner, idempotency_key, StoredResponse(fingerprint, status, body), self._now()
-            )
+            status, body = self._decide(key, request, idempotency_key, fingerprint)
+            answer = StoredResponse(fingerprint, status, body)
+            if status != 201:  # a grant stored its answer together with the reservation
+                answer = self.store.remember(key.partner, idempotency_key, answer, self._now())
             elapsed = time.perf_counter() - started
             outcome = "granted" if status == 201 else "refused"
             self.metrics.reservation_decision_seconds.observe(elapsed)
@@ -204,6 +207,8 @@ class Reservations:
             outcome = apply(View(stored.state, stored.last_report), report)
             if outcome.view.state is not stored.state or outcome.view.last != stored.last_report:
                 self.store.set_state(reservation_id, outcome.view.state, self._now(), outcome.view.last)
+                if outcome.view.state not in _ACTIVE and stored.compartment is not None:
+                    self._booked.discard((node_id, stored.compartment))
             if stored.compartment is not None:
                 self.allocator.confirmed(node_id, stored.compartment)
             if outcome.notify is not None:
@@ -225,7 +230,9 @@ class Reservations:
                 )
                 log.info("reservation %s node=%s reservation_id=%s", outcome.notify.value, node_id, reservation_id)
 
-    def _decide(self, key: ApiKey, request: ReservationRequest) -> tuple[int, dict[str, Any]]:
+    def _decide(
+        self, key: ApiKey, request: ReservationRequest, idempotency_key: str, fingerprint: str
+    ) -> tuple[int, dict[str, Any]]:
         now = self._now()
         reservation_id = f"res-{uuid.uuid4().hex}"
         nodes, compartments = self._fleet_now()
@@ -255,12 +262,15 @@ class Reservations:
             created_at=now,
             updated_at=now,
         )
+        body = ReservationView.of(reservation, self.secret).model_dump(mode="json")
         try:
-            self.store.insert(reservation)
+            self.store.record_grant(
+                reservation, idempotency_key, StoredResponse(fingerprint, 201, body), request.model_dump_json()
+            )
         except DoubleBookingError:
             self.allocator.confirmed(decision.node_id, decision.compartment_id)
             return 409, {"detail": "the chosen compartment was booked meanwhile; retry with a new Idempotency-Key"}
-        self.store.audit(reservation_id, key.partner, "created", f"{request.model_dump_json()}", now)
+        self._booked.add((decision.node_id, decision.compartment_id))
         self._send(
             ReserveCommand(
                 command_id=f"{RESERVE_PREFIX}{reservation_id}",
@@ -274,11 +284,12 @@ class Reservations:
                 pickup_until=hold_until + self._pickup_window,
             )
         )
-        return 201, ReservationView.of(reservation, self.secret).model_dump(mode="json")
+        return 201, body
 
     def _fleet_now(self) -> tuple[list[NodeCondition], list[Compartment]]:
+        """Every node with a site, and its compartments that no active reservation holds."""
         now = self._clock()
-        booked = {(r.node_id, r.compartment) for r in self.store.active()}
+        booked = self._booked
         nodes: list[NodeCondition] = []
         compartments: list[Compartment] = []
         for record in self.fleet.records():
@@ -288,8 +299,9 @@ class Reservations:
             battery = record.telemetry.battery.soc_pct if record.telemetry is not None else 0.0
             nodes.append(NodeCondition(record.node_id, site, record.state(now) is NodeState.ONLINE, battery))
             compartments.extend(
-                Compartment(record.node_id, c.id, c.size, free=(record.node_id, c.id) not in booked)
+                Compartment(record.node_id, c.id, c.size, free=True)
                 for c in record.birth.compartments
+                if (record.node_id, c.id) not in booked
             )
         return nodes, compartments
 
