@@ -35,17 +35,19 @@ THREADS = 50
 def fire(url: str, calls: list[tuple[str, str, dict[str, str], dict[str, object] | None]]) -> tuple[list[float], float]:
     """Run ``calls`` (method, path, headers, json) from THREADS threads; per-call seconds and the wall time."""
 
-    def one(call: tuple[str, str, dict[str, str], dict[str, object] | None]) -> float:
-        method, path, headers, body = call
-        with httpx.Client(base_url=url, timeout=120) as http:
+    limits = httpx.Limits(max_connections=THREADS, max_keepalive_connections=THREADS)
+    with httpx.Client(base_url=url, timeout=120, limits=limits) as http:  # shared: one connection per thread
+
+        def one(call: tuple[str, str, dict[str, str], dict[str, object] | None]) -> float:
+            method, path, headers, body = call
             started = time.perf_counter()
             http.request(method, path, headers=headers, json=body)
             return time.perf_counter() - started
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=THREADS) as pool:
-        latencies = list(pool.map(one, calls))
-    return latencies, time.perf_counter() - started
+        started = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=THREADS) as pool:
+            latencies = list(pool.map(one, calls))
+        return latencies, time.perf_counter() - started
 
 
 def main() -> None:
