@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from controller.contention import Allocator, Compartment, NodeCondition, Policy, Priority, Request, Site, Verdict
 from controller.fleet import Fleet, NodeState
@@ -45,6 +45,7 @@ from schemas.types import ShortText, SiteId
 
 log = logging.getLogger(__name__)
 
+MAX_ARRIVAL_AHEAD = timedelta(days=90)
 _ACTIVE = frozenset({ReservationState.PENDING, ReservationState.HELD, ReservationState.DEPOSITED})
 RESERVE_PREFIX = "reserve-"
 """Command ids of reserve commands: the prefix, then the reservation id."""
@@ -59,8 +60,16 @@ class ReservationRequest(BaseModel):
     size: CompartmentSize = Field(description="Smallest compartment size the parcel fits in.")
     parcel_ref: str = Field(min_length=1, max_length=128, description="The partner's parcel reference.")
     courier: ShortText | None = Field(default=None, description="Who will deposit (for the audit trail).")
-    expected_arrival: AwareDatetime = Field(description="When the courier expects to deposit.")
+    expected_arrival: AwareDatetime = Field(description="When the courier expects to deposit (within 90 days).")
     priority: Priority = Field(default=Priority.NORMAL, description="0 normal, 1 peak-hour return, 2 perishable.")
+
+    @field_validator("expected_arrival")
+    @classmethod
+    def _arrival_in_range(cls, value: datetime) -> datetime:
+        now = datetime.now(UTC)
+        if not now - timedelta(days=1) <= value <= now + MAX_ARRIVAL_AHEAD:
+            raise ValueError(f"must be between a day ago and {MAX_ARRIVAL_AHEAD.days} days ahead")
+        return value
 
 
 class ReservationView(BaseModel):
