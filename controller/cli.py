@@ -3,11 +3,12 @@
 import argparse
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
 
-from controller.settings import ControllerSettings, DemoSettings
+from controller.settings import ControllerSettings, DemoSettings, KeySettings
 from node_agent.settings import AgentSettings, SimSettings
 
 
@@ -16,6 +17,24 @@ def _run_controller(settings: BaseSettings) -> int:
 
     assert isinstance(settings, ControllerSettings)
     return run_controller(settings)
+
+
+def _issue_key(settings: BaseSettings) -> int:
+    from controller.reservation_store import ReservationStore  # noqa: PLC0415
+
+    assert isinstance(settings, KeySettings)
+    store = ReservationStore(settings.store_url())
+    try:
+        token = store.create_api_key(settings.partner, set(settings.sites), datetime.now(UTC))
+        print(f"api key for {settings.partner} (sites {', '.join(sorted(settings.sites))}); shown once, keep it:")
+        print(token)
+        if settings.webhook_url:
+            secret = store.set_webhook(settings.partner, settings.webhook_url)
+            print(f"webhook {settings.webhook_url}; signing secret (verify Lockerfleet-Signature with it):")
+            print(secret)
+    finally:
+        store.close()
+    return 0
 
 
 def _run_agent(settings: BaseSettings) -> int:
@@ -43,6 +62,7 @@ COMMANDS: dict[str, tuple[str, type[BaseSettings], Callable[[BaseSettings], int]
     "controller": ("run the central service", ControllerSettings, _run_controller),
     "agent": ("run the agent of one locker", AgentSettings, _run_agent),
     "sim": ("run a simulated fleet of agents on mock pins", SimSettings, _run_sim),
+    "keys": ("issue a courier partner's API key (and register its webhook)", KeySettings, _issue_key),
     "demo": ("start a local broker and a simulated fleet, open a door", DemoSettings, _run_demo),
 }
 

@@ -21,7 +21,7 @@ from controller.opens import PendingOpens
 from controller.rate_limit import TokenBucket
 from controller.reservation_store import ReservationStore
 from controller.reservations import Reservations, sites_from
-from controller.settings import ControllerSettings
+from controller.settings import ControllerSettings, reservations_sqlite_url
 from controller.webhooks import WebhookSender
 from controller.write_pipeline import WritePipeline
 from schemas import Channel, Command, CommandResult, OpenCommand, ProvisionKeyCommand, StatusBirth, encode, topic
@@ -67,8 +67,7 @@ class Controller:
             max_age_s=settings.batch_max_age_s,
         )
         self.reservation_store = ReservationStore(
-            settings.reservations_url
-            or f"sqlite:///{settings.store_path.with_name(settings.store_path.stem + '-reservations.sqlite3')}"
+            settings.reservations_url or reservations_sqlite_url(settings.store_path)
         )
         sites = json.loads(settings.sites_file.read_text()) if settings.sites_file else []
         self._code_secret = self.reservation_store.code_secret()

@@ -81,3 +81,24 @@ class DemoSettings(BaseSettings):
     http_port: int = Field(
         default=8080, ge=0, le=65535, description="Port of the demo's courier API (0: any free port)."
     )
+
+
+class KeySettings(BaseSettings):
+    """Settings of ``lockerfleet keys``: issue a courier partner's API key (and register its webhook)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+    partner: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="The courier partner.")
+    sites: list[str] = Field(min_length=1, description='Sites the key may reserve at, e.g. \'["centre","north"]\'.')
+    webhook_url: str | None = Field(default=None, description="Where the partner receives signed reservation events.")
+    store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="As for the controller.")
+    reservations_url: str | None = Field(default=None, description="As for the controller.")
+
+    def store_url(self) -> str:
+        """The reservation store the controller with the same settings uses."""
+        return self.reservations_url or reservations_sqlite_url(self.store_path)
+
+
+def reservations_sqlite_url(store_path: Path) -> str:
+    """Default reservation store: an SQLite file beside the fleet store."""
+    return f"sqlite:///{store_path.with_name(store_path.stem + '-reservations.sqlite3')}"

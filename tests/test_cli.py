@@ -1,10 +1,13 @@
 """The ``lockerfleet`` command: subcommands, flags and ``LOCKERFLEET_*`` environment variables."""
 
+from pathlib import Path
+
 import pytest
 from pydantic_settings import BaseSettings, CliApp
 
 from controller.cli import COMMANDS, main
-from controller.settings import ControllerSettings
+from controller.reservation_store import ReservationStore
+from controller.settings import ControllerSettings, reservations_sqlite_url
 from node_agent.settings import AgentSettings
 
 
@@ -73,3 +76,18 @@ def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
 def test_every_setting_is_documented(settings_cls: type[BaseSettings]) -> None:
     undocumented = [name for name, f in settings_cls.model_fields.items() if not f.description]
     assert not undocumented
+
+
+def test_keys_issues_a_working_api_key_and_registers_the_webhook(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store_path = tmp_path / "fleet.sqlite3"
+    argv = ["keys", "--partner", "acme", "--sites", '["centre"]', "--store-path", str(store_path)]
+    assert main([*argv, "--webhook-url", "https://acme.example/hooks"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    token, secret = lines[1], lines[3]
+    store = ReservationStore(reservations_sqlite_url(store_path))
+    key = store.authenticate(token)
+    assert key is not None and key.partner == "acme" and key.sites == {"centre"}
+    assert store.webhook_of("acme") == ("https://acme.example/hooks", secret)
+    store.close()
