@@ -35,6 +35,7 @@ reservations = sa.Table(
     sa.Column("pickup_until", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("wait_until", sa.DateTime(timezone=True)),
     sa.Column("last_boot", sa.BigInteger),
     sa.Column("last_seq", sa.BigInteger),
 )
@@ -112,6 +113,7 @@ audit = sa.Table(
 class ReservationState(StrEnum):
     """Lifecycle of a reservation as the controller records it (the node's ledger has the last word)."""
 
+    WAITLISTED = "waitlisted"
     PENDING = "pending"
     HELD = "held"
     DEPOSITED = "deposited"
@@ -144,6 +146,8 @@ class Reservation:
     updated_at: datetime
     last_report: tuple[int, int] | None = None
     """(boot id, seq) of the last node report applied (reconciliation ignores older ones)."""
+    wait_until: datetime | None = None
+    """While waitlisted: when the request gives up."""
 
 
 @dataclass(frozen=True)
@@ -236,6 +240,40 @@ class ReservationStore:
         with self.engine.begin() as db:
             db.execute(reservations.update().where(reservations.c.reservation_id == reservation_id).values(**values))
         return self.get(reservation_id)
+
+    def assign(
+        self,
+        reservation_id: str,
+        node_id: str,
+        compartment: str,
+        hold_until: datetime,
+        pickup_until: datetime,
+        now: datetime,
+    ) -> None:
+        """Give a waitlisted reservation its compartment (it becomes pending); :class:`DoubleBookingError` if taken."""
+        try:
+            with self.engine.begin() as db:
+                db.execute(
+                    reservations.update()
+                    .where(reservations.c.reservation_id == reservation_id)
+                    .values(
+                        state=ReservationState.PENDING.value,
+                        node_id=node_id,
+                        compartment=compartment,
+                        hold_until=_utc(hold_until),
+                        pickup_until=_utc(pickup_until),
+                        wait_until=None,
+                        updated_at=_utc(now),
+                    )
+                )
+        except IntegrityError as exc:
+            raise DoubleBookingError(f"{node_id}/{compartment} is already booked") from exc
+
+    def waitlisted(self) -> list[Reservation]:
+        """Reservations waiting for capacity, oldest first."""
+        query = reservations.select().where(reservations.c.state == ReservationState.WAITLISTED.value)
+        with self.engine.connect() as db:
+            return [_reservation(r._mapping) for r in db.execute(query.order_by(reservations.c.created_at))]
 
     def active(self, site_id: str | None = None) -> list[Reservation]:
         """Reservations that hold a compartment (pending, held, deposited)."""
@@ -414,6 +452,7 @@ def _row(r: Reservation) -> dict[str, Any]:
         "pickup_until": _utc(r.pickup_until),
         "created_at": _utc(r.created_at),
         "updated_at": _utc(r.updated_at),
+        "wait_until": _utc(r.wait_until),
     }
 
 
@@ -440,4 +479,5 @@ def _reservation(m: Any) -> Reservation:
         created_at=_aware(m["created_at"]) or m["created_at"],
         updated_at=_aware(m["updated_at"]) or m["updated_at"],
         last_report=None if m["last_boot"] is None else (m["last_boot"], m["last_seq"]),
+        wait_until=_aware(m["wait_until"]),
     )

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -62,6 +63,13 @@ class ReservationRequest(BaseModel):
     courier: ShortText | None = Field(default=None, description="Who will deposit (for the audit trail).")
     expected_arrival: AwareDatetime = Field(description="When the courier expects to deposit (within 90 days).")
     priority: Priority = Field(default=Priority.NORMAL, description="0 normal, 1 peak-hour return, 2 perishable.")
+    wait_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=86_400,
+        description="If nothing is free, wait this long on the site's waitlist (first come, first served within a "
+        "priority) instead of a 409.",
+    )
 
     @field_validator("expected_arrival")
     @classmethod
@@ -84,6 +92,7 @@ class ReservationView(BaseModel):
     parcel_ref: str
     hold_until: datetime | None
     pickup_until: datetime | None
+    wait_until: datetime | None = Field(default=None, description="While waitlisted: when the request gives up.")
     deposit_code: str | None = Field(default=None, description="Typed at the locker to deposit (while held).")
     pickup_code: str | None = Field(default=None, description="For the recipient, once the parcel is deposited.")
 
@@ -113,6 +122,7 @@ class ReservationView(BaseModel):
             parcel_ref=r.parcel_ref,
             hold_until=r.hold_until,
             pickup_until=r.pickup_until,
+            wait_until=r.wait_until,
         )
 
 
@@ -149,6 +159,10 @@ class Reservations:
         self._lock = threading.Lock()
         self._booked = {(r.node_id, r.compartment) for r in store.active() if r.node_id and r.compartment}
         """Compartments held by an active reservation, kept in memory (decisions must not query for it)."""
+        for waiting in store.waitlisted():  # a restart keeps everyone's place in the queue
+            assert waiting.wait_until is not None
+            queue = self.allocator.waiting.setdefault((waiting.site_id, Priority(waiting.priority)), deque())
+            queue.append(_as_request(waiting))
 
     def create(self, key: ApiKey, idempotency_key: str, request: ReservationRequest) -> StoredResponse:
         """Decide a request (or repeat the answer to an earlier one with the same idempotency key)."""
@@ -183,6 +197,11 @@ class Reservations:
     def cancel(self, reservation: Reservation) -> None:
         """Ask the node to release the hold; the state changes when the node confirms."""
         now = self._now()
+        if reservation.state is ReservationState.WAITLISTED:
+            with self._lock:
+                self.store.set_state(reservation.reservation_id, ReservationState.CANCELLED, now)
+                self.store.audit(reservation.reservation_id, reservation.partner, "cancelled", "while waitlisted", now)
+            return
         if reservation.node_id is None:
             return
         self._send(
@@ -221,23 +240,73 @@ class Reservations:
             if stored.compartment is not None:
                 self.allocator.confirmed(node_id, stored.compartment)
             if outcome.notify is not None:
-                now = self._now()
-                self.store.audit(reservation_id, node_id, outcome.notify.value, "reported by the node", now)
-                updated = self.store.get(reservation_id)
-                assert updated is not None
-                event_id = f"{reservation_id}:{outcome.notify.value}:{report.boot_id}-{report.seq}"
-                self.store.enqueue_webhook(
-                    stored.partner,
-                    event_id,
-                    {
-                        "event_id": event_id,
-                        "type": f"reservation.{outcome.notify.value}",
-                        "at": now.isoformat(),
-                        "reservation": ReservationView.of(updated, self.secret).model_dump(mode="json"),
-                    },
-                    now,
-                )
+                self._notify(reservation_id, stored.partner, outcome.notify, f"{report.boot_id}-{report.seq}")
                 log.info("reservation %s node=%s reservation_id=%s", outcome.notify.value, node_id, reservation_id)
+            if outcome.view.state not in _ACTIVE and self.allocator.waiting:
+                self._serve_waitlists()  # a compartment may have come free
+
+    def _notify(self, reservation_id: str, partner: str, state: ReservationState, tag: str) -> None:
+        """Audit a change and queue the partner's webhook for it."""
+        now = self._now()
+        actor = "controller" if tag == "waitlist" else "node"
+        self.store.audit(reservation_id, actor, state.value, tag, now)
+        updated = self.store.get(reservation_id)
+        assert updated is not None
+        event_id = f"{reservation_id}:{state.value}:{tag}"
+        self.store.enqueue_webhook(
+            partner,
+            event_id,
+            {
+                "event_id": event_id,
+                "type": f"reservation.{state.value}",
+                "at": now.isoformat(),
+                "reservation": ReservationView.of(updated, self.secret).model_dump(mode="json"),
+            },
+            now,
+        )
+
+    def serve_waitlists(self) -> None:
+        """Give freed capacity to whoever waits first, and expire those who waited too long (called periodically)."""
+        with self._lock:
+            self._serve_waitlists()
+
+    def _serve_waitlists(self) -> None:
+        now = self._now()
+        for waiting in self.store.waitlisted():
+            if waiting.wait_until is not None and waiting.wait_until <= now:
+                self.store.set_state(waiting.reservation_id, ReservationState.EXPIRED, now)
+                self._notify(waiting.reservation_id, waiting.partner, ReservationState.EXPIRED, "waitlist")
+        nodes, compartments = self._fleet_now()
+        for site_id in {site for site, _priority in self.allocator.waiting}:
+            while (decision := self.allocator.next_waiting(site_id, nodes, compartments, self._clock())) is not None:
+                assert decision.node_id is not None and decision.compartment_id is not None
+                current = self.store.get(decision.request.request_id)
+                if current is None or current.state is not ReservationState.WAITLISTED:
+                    self.allocator.confirmed(decision.node_id, decision.compartment_id)
+                    continue  # cancelled or expired while waiting
+                hold_until = now + self._hold_grace
+                try:
+                    self.store.assign(
+                        decision.request.request_id,
+                        decision.node_id,
+                        decision.compartment_id,
+                        hold_until,
+                        hold_until + self._pickup_window,
+                        now,
+                    )
+                except DoubleBookingError:
+                    self.allocator.confirmed(decision.node_id, decision.compartment_id)
+                    continue
+                self._booked.add((decision.node_id, decision.compartment_id))
+                compartments = [
+                    c
+                    for c in compartments
+                    if (c.node_id, c.compartment_id) != (decision.node_id, decision.compartment_id)
+                ]
+                assigned = self.store.get(decision.request.request_id)
+                assert assigned is not None
+                self.store.audit(assigned.reservation_id, "controller", "assigned", "capacity freed", now)
+                self._send_reserve(assigned)
 
     def _decide(
         self, key: ApiKey, request: ReservationRequest, idempotency_key: str, fingerprint: str
@@ -245,9 +314,34 @@ class Reservations:
         now = self._now()
         reservation_id = f"res-{uuid.uuid4().hex}"
         nodes, compartments = self._fleet_now()
+        wait_until = self._clock() + request.wait_s if request.wait_s else None
         decision = self.allocator.request(
-            Request(reservation_id, request.site, request.size, request.priority), nodes, compartments, self._clock()
+            Request(reservation_id, request.site, request.size, request.priority, wait_until),
+            nodes,
+            compartments,
+            self._clock(),
         )
+        if decision.verdict is Verdict.WAITLISTED:
+            assert wait_until is not None
+            waiting = Reservation(
+                reservation_id=reservation_id,
+                partner=key.partner,
+                site_id=request.site,
+                size=request.size.value,
+                parcel_ref=request.parcel_ref,
+                priority=int(request.priority),
+                state=ReservationState.WAITLISTED,
+                node_id=None,
+                compartment=None,
+                hold_until=None,
+                pickup_until=None,
+                created_at=now,
+                updated_at=now,
+                wait_until=datetime.fromtimestamp(wait_until, UTC),
+            )
+            self.store.insert(waiting)
+            self.store.audit(reservation_id, key.partner, "waitlisted", request.model_dump_json(), now)
+            return 202, ReservationView.of(waiting).model_dump(mode="json") | {"position": decision.position}
         if decision.verdict is not Verdict.GRANTED:
             return 409, {
                 "detail": f"no compartment of size {request.size.value} or larger free at {request.site}: "
@@ -280,20 +374,25 @@ class Reservations:
             self.allocator.confirmed(decision.node_id, decision.compartment_id)
             return 409, {"detail": "the chosen compartment was booked meanwhile; retry with a new Idempotency-Key"}
         self._booked.add((decision.node_id, decision.compartment_id))
+        self._send_reserve(reservation)
+        return 201, body
+
+    def _send_reserve(self, reservation: Reservation) -> None:
+        assert reservation.node_id and reservation.compartment and reservation.hold_until and reservation.pickup_until
+        now = self._now()
         self._send(
             ReserveCommand(
-                command_id=f"{RESERVE_PREFIX}{reservation_id}",
-                node_id=decision.node_id,
+                command_id=f"{RESERVE_PREFIX}{reservation.reservation_id}",
+                node_id=reservation.node_id,
                 issued_at=now,
                 expires_at=now + self._command_ttl,
-                reservation_id=reservation_id,
-                compartment=decision.compartment_id,
+                reservation_id=reservation.reservation_id,
+                compartment=reservation.compartment,
                 opens_at=reservation.created_at,
-                hold_until=hold_until,
-                pickup_until=hold_until + self._pickup_window,
+                hold_until=reservation.hold_until,
+                pickup_until=reservation.pickup_until,
             )
         )
-        return 201, body
 
     def _fleet_now(self) -> tuple[list[NodeCondition], list[Compartment]]:
         """Every node with a site, and its compartments that no active reservation holds."""
@@ -316,6 +415,12 @@ class Reservations:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+
+def _as_request(r: Reservation) -> Request:
+    """The allocator's view of a waitlisted reservation."""
+    assert r.wait_until is not None
+    return Request(r.reservation_id, r.site_id, CompartmentSize(r.size), Priority(r.priority), r.wait_until.timestamp())
 
 
 def sites_from(items: list[dict[str, Any]]) -> dict[str, Site]:

@@ -178,8 +178,9 @@ class Controller:
         self.pipeline.submit([line])
 
     async def snapshot_fleet(self) -> None:
-        """Write node counts by state every ``fleet_snapshot_s`` (measurement ``fleet``), forever."""
+        """Every ``fleet_snapshot_s``: serve the waitlists, write node counts by state (measurement ``fleet``)."""
         while True:
+            await asyncio.to_thread(self.reservations.serve_waitlists)
             counts = self.fleet.counts(self.clock())
             self.pipeline.submit(
                 [

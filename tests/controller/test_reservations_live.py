@@ -260,3 +260,47 @@ def test_a_pickup_while_the_node_is_cut_off_reaches_the_controller_and_the_couri
     again = restarted.http.get(f"/v1/reservations/{rid}", headers=headers)
     assert again.status_code == 200 and again.json()["state"] == "picked_up"
     receiver.close()
+
+
+def test_the_waitlist_gets_freed_capacity_first_come_first_served_and_expires(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    controller, key, _ = start(start_controller, tmp_path)
+    headers = {"Authorization": f"Bearer {key}"}
+    sim = SimSettings(
+        nodes=1,
+        mqtt_url=mosquitto.url,
+        data_dir=tmp_path / "sim",
+        telemetry_interval_s=1,
+        ramp_s=0.1,
+        sites=["centre"],
+    )
+
+    def post(name: str, **extra: object) -> httpx.Response:
+        return controller.http.post(
+            "/v1/reservations", json=body(name, size="XL") | extra, headers=headers | {"Idempotency-Key": name}
+        )
+
+    def state(rid: str) -> str:
+        return str(controller.http.get(f"/v1/reservations/{rid}", headers=headers).json()["state"])
+
+    with background_fleet(sim):
+        assert wait_until(lambda: reporting(controller), 20)
+        first = post("first")  # the one XL compartment
+        assert first.status_code == 201 and first.json()["compartment"] == "C2"
+        assert post("refused").status_code == 409  # no wait asked: refused at once
+        early = post("early", wait_s=60)
+        late = post("late", wait_s=60)
+        brief = post("brief", wait_s=0.5)
+        assert [r.status_code for r in (early, late, brief)] == [202, 202, 202]
+        assert [r.json()["position"] for r in (early, late, brief)] == [1, 2, 3]
+        assert early.json()["state"] == "waitlisted" and early.json()["compartment"] is None
+        assert wait_until(lambda: state(brief.json()["reservation_id"]) == "expired", 10)
+
+        assert wait_until(lambda: state(first.json()["reservation_id"]) == "held", 10)
+        cancel = controller.http.delete(f"/v1/reservations/{first.json()['reservation_id']}", headers=headers)
+        assert cancel.status_code == 202
+        early_id, late_id = early.json()["reservation_id"], late.json()["reservation_id"]
+        assert wait_until(lambda: state(early_id) == "held", 15)  # the freed compartment goes to the first in line
+        assert state(late_id) == "waitlisted"
+        assert controller.http.get(f"/v1/reservations/{early_id}", headers=headers).json()["compartment"] == "C2"
