@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -323,20 +324,9 @@ class Reservations:
         )
         if decision.verdict is Verdict.WAITLISTED:
             assert wait_until is not None
-            waiting = Reservation(
-                reservation_id=reservation_id,
-                partner=key.partner,
-                site_id=request.site,
-                size=request.size.value,
-                parcel_ref=request.parcel_ref,
-                priority=int(request.priority),
+            waiting = replace(
+                _requested(reservation_id, key, request, now),
                 state=ReservationState.WAITLISTED,
-                node_id=None,
-                compartment=None,
-                hold_until=None,
-                pickup_until=None,
-                created_at=now,
-                updated_at=now,
                 wait_until=datetime.fromtimestamp(wait_until, UTC),
             )
             self.store.insert(waiting)
@@ -350,20 +340,12 @@ class Reservations:
             }
         assert decision.node_id is not None and decision.compartment_id is not None
         hold_until = max(request.expected_arrival, now) + self._hold_grace
-        reservation = Reservation(
-            reservation_id=reservation_id,
-            partner=key.partner,
-            site_id=request.site,
-            size=request.size.value,
-            parcel_ref=request.parcel_ref,
-            priority=int(request.priority),
-            state=ReservationState.PENDING,
+        reservation = replace(
+            _requested(reservation_id, key, request, now),
             node_id=decision.node_id,
             compartment=decision.compartment_id,
             hold_until=hold_until,
             pickup_until=hold_until + self._pickup_window,
-            created_at=now,
-            updated_at=now,
         )
         body = ReservationView.of(reservation, self.secret).model_dump(mode="json")
         try:
@@ -415,6 +397,25 @@ class Reservations:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)
+
+
+def _requested(reservation_id: str, key: ApiKey, request: ReservationRequest, now: datetime) -> Reservation:
+    """A new reservation as requested, not yet placed (state pending, no compartment)."""
+    return Reservation(
+        reservation_id=reservation_id,
+        partner=key.partner,
+        site_id=request.site,
+        size=request.size.value,
+        parcel_ref=request.parcel_ref,
+        priority=int(request.priority),
+        state=ReservationState.PENDING,
+        node_id=None,
+        compartment=None,
+        hold_until=None,
+        pickup_until=None,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _as_request(r: Reservation) -> Request:

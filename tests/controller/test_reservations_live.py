@@ -34,6 +34,20 @@ def body(parcel: str, site: str = "centre", size: str = "S") -> dict[str, Any]:
     return {"site": site, "size": size, "parcel_ref": parcel, "expected_arrival": arrival}
 
 
+def one_locker(mosquitto: Mosquitto, tmp_path: Path) -> SimSettings:
+    """One simulated locker at the site: every door works and closes again soon."""
+    return SimSettings(
+        nodes=1,
+        mqtt_url=mosquitto.url,
+        data_dir=tmp_path / "sim",
+        telemetry_interval_s=1,
+        ramp_s=0.1,
+        sites=["centre"],
+        jam_share=0,
+        door_dwell_s=0.2,
+    )
+
+
 def reporting(controller: ControllerThread) -> bool:
     """Some nodes are known and every one has sent telemetry."""
     nodes = controller.http.get("/v1/nodes").json()
@@ -140,16 +154,7 @@ def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
     headers = {"Authorization": f"Bearer {key}"}
     receiver = WebhookReceiver()
     webhook_secret = controller.controller.reservation_store.set_webhook("parcelco", receiver.url)
-    sim = SimSettings(
-        nodes=1,
-        mqtt_url=mosquitto.url,
-        data_dir=tmp_path / "sim",
-        telemetry_interval_s=1,
-        ramp_s=0.1,
-        sites=["centre"],
-        jam_share=0,
-        door_dwell_s=0.2,
-    )
+    sim = one_locker(mosquitto, tmp_path)
     with background_fleet(sim) as fleet:
         assert wait_until(lambda: bool(controller.http.get("/v1/nodes", params={"state": "online"}).json()), 20)
         assert wait_until(lambda: fleet.agents[0].keypad is not None, 10)  # the node got its code key
@@ -219,16 +224,7 @@ def test_a_pickup_while_the_node_is_cut_off_reaches_the_controller_and_the_couri
     headers = {"Authorization": f"Bearer {key}"}
     receiver = WebhookReceiver()
     controller.controller.reservation_store.set_webhook("parcelco", receiver.url)
-    sim = SimSettings(
-        nodes=1,
-        mqtt_url=mosquitto.url,
-        data_dir=tmp_path / "sim",
-        telemetry_interval_s=1,
-        ramp_s=0.1,
-        sites=["centre"],
-        jam_share=0,
-        door_dwell_s=0.2,
-    )
+    sim = one_locker(mosquitto, tmp_path)
     with background_fleet(sim) as fleet:
         assert wait_until(lambda: reporting(controller), 20)
         assert wait_until(lambda: fleet.agents[0].keypad is not None, 10)
