@@ -24,8 +24,9 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.ingest import start_controllers
 from benchmarks.open_rtt import percentile
-from controller.local_services import Influxd, Mosquitto, free_port
+from controller.local_services import Influxd, Mosquitto
 from controller.reservation_store import ReservationStore
 
 REQUESTS = 1000
@@ -62,22 +63,18 @@ def main() -> None:
         store = ReservationStore(store_url)
         key = store.create_api_key("bench", {"centre"}, datetime.now(UTC))
         store.close()
-        port = free_port()
-        env = dict(
-            os.environ,
-            LOCKERFLEET_MQTT_URL=broker.url,
-            LOCKERFLEET_INFLUX_URL=ix.url,
-            LOCKERFLEET_INFLUX_DB="bench",
-            LOCKERFLEET_HTTP_PORT=str(port),
-            LOCKERFLEET_STORE_PATH=f"{tmp}/fleet.sqlite3",
-            LOCKERFLEET_RESERVATIONS_URL=store_url,
-            LOCKERFLEET_SITES_FILE=str(sites),
-            LOCKERFLEET_COURIER_RATE_PER_MIN="1000000",
-            LOCKERFLEET_COURIER_BURST="100000",
+        [(controller, api)] = start_controllers(
+            1,
+            broker,
+            ix,
+            tmp,
+            reservations_url=store_url,
+            sites_file=str(sites),
+            courier_rate_per_min="1000000",
+            courier_burst="100000",
         )
+        url = str(api.base_url).rstrip("/")
         cli = [sys.executable, "-c", "from controller.cli import main; raise SystemExit(main())"]
-        with Path(tmp, "controller.log").open("wb") as log:
-            controller = subprocess.Popen([*cli, "controller"], env=env, stdout=log, stderr=subprocess.STDOUT)
         sim = subprocess.Popen(
             [
                 *cli,
@@ -92,7 +89,6 @@ def main() -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 90
             while True:
@@ -128,6 +124,7 @@ def main() -> None:
             sim.wait(60)
             controller.terminate()
             controller.wait(30)
+            api.close()
     decision = [r[1] / 1000 for r in rows]
     granted = sum(1 for r in rows if r[2] == "granted")
     report(args.nodes, decision, client, wall, reference, reference_wall, granted)

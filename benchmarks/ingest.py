@@ -72,9 +72,12 @@ def ingested(http: httpx.Client) -> tuple[float, float]:
 
 
 def start_controllers(
-    count: int, broker: Mosquitto, influx: Influxd, tmp: str
+    count: int, broker: Mosquitto, influx: Influxd, tmp: str, **settings: str
 ) -> list[tuple[subprocess.Popen[bytes], httpx.Client]]:
-    """``count`` controller processes (sharing telemetry through a shared subscription when more than one)."""
+    """``count`` controller processes (sharing telemetry through a shared subscription when more than one).
+
+    ``settings`` are more ``LOCKERFLEET_*`` variables, by setting name (``sites_file="…"``).
+    """
     controllers = []
     for c in range(count):
         port = free_port()
@@ -87,6 +90,7 @@ def start_controllers(
             LOCKERFLEET_STORE_PATH=f"{tmp}/store-{c}.sqlite3",
             LOCKERFLEET_CLIENT_ID=f"bench-controller-{c}",
         )
+        env |= {f"LOCKERFLEET_{name.upper()}": value for name, value in settings.items()}
         if count > 1:
             env["LOCKERFLEET_SHARE_GROUP"] = "bench"
         with Path(tmp, f"controller-{c}.log").open("wb") as log:
