@@ -1,6 +1,8 @@
 """The Fleet overview dashboard: provisioned right, and every panel's query returns data from a real fleet."""
 
+import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,17 @@ from tests.harness.influx import InfluxClient
 from tests.harness.mqtt import connect, wait_until
 
 ROOT = Path(__file__).parents[2]
-MEASUREMENTS = {"telemetry", "event", "command_result", "courier_open", "dead_letter", "fleet"}
+MEASUREMENTS = {
+    "telemetry",
+    "event",
+    "command_result",
+    "courier_open",
+    "dead_letter",
+    "fleet",
+    "reservation",
+    "ledger",
+    "keypad",
+}
 
 
 def test_dashboard_is_provisioned_from_the_mounted_directory() -> None:
@@ -70,16 +82,33 @@ def test_every_panel_returns_data_from_a_simulated_fleet(
     influx: InfluxClient,
     tmp_path: Path,
 ) -> None:
-    controller = start_controller()
+    sites = tmp_path / "sites.json"
+    sites.write_text(json.dumps([{"site_id": "centre", "lat": 52.52, "lon": 13.405}]))
+    controller = start_controller(sites_file=sites)
+    key = controller.controller.reservation_store.create_api_key("parcelco", {"centre"}, datetime.now(UTC))
     profile = sim_profile()
-    hardware = build_hardware(profile, working_doors=("A1",))
-    start_agent("node-u", hardware)
+    hardware = build_hardware(profile, working_doors=("A1", "A2"))
+    agent = start_agent("node-u", hardware, site="centre")
     sim = SimSettings(nodes=3, mqtt_url=mosquitto.url, data_dir=tmp_path / "sim", telemetry_interval_s=0.5, ramp_s=0.3)
     with background_fleet(sim):
         assert wait_until(lambda: len(controller.http.get("/v1/nodes", params={"state": "online"}).json()) == 4, 15)
         assert controller.http.post("/v1/nodes/node-u/compartments/A1/open").json()["outcome"]["result"] == "opened"
         assert controller.http.post("/v1/nodes/sim-0000/compartments/A1/open").status_code == 200
-        hardware.pin_factory.pin(profile.compartments[1].door_pin).drive_high()  # forced open: uncommanded
+        hardware.pin_factory.pin(profile.compartments[2].door_pin).drive_high()  # forced open: uncommanded
+        # A reservation decided, deposited through the API (the ledger), and a keypad locked by wrong codes.
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "dash"}
+        arrival = datetime.now(UTC).isoformat()
+        body = {"site": "centre", "size": "S", "parcel_ref": "P1", "expected_arrival": arrival}
+        reservation = controller.http.post("/v1/reservations", json=body, headers=headers).json()
+        rid = reservation["reservation_id"]
+        assert wait_until(
+            lambda: controller.http.get(f"/v1/reservations/{rid}", headers=headers).json()["state"] == "held", 10
+        )
+        assert controller.http.post(f"/v1/reservations/{rid}/open", headers=headers).status_code == 200
+        assert wait_until(lambda: agent.agent.keypad is not None, 5)
+        for _ in range(10):
+            agent.await_(agent.agent.enter_code("00000000"))
+        assert wait_until(lambda: influx.count("keypad", "wrong_attempts") == 1, 5)
         publisher = connect(mosquitto.url)
         publisher.publish(topic("sim-0001", Channel.TELEMETRY), b"not json", qos=1).wait_for_publish(5)
         publisher.disconnect()
