@@ -17,7 +17,25 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 _metadata = sa.MetaData()
-_ACTIVE = ("pending", "held", "deposited")
+
+
+class ReservationState(StrEnum):
+    """Lifecycle of a reservation as the controller records it (the node's ledger has the last word)."""
+
+    WAITLISTED = "waitlisted"
+    PENDING = "pending"
+    HELD = "held"
+    DEPOSITED = "deposited"
+    PICKED_UP = "picked_up"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REFUSED = "refused"
+
+
+ACTIVE_STATES = frozenset({ReservationState.PENDING, ReservationState.HELD, ReservationState.DEPOSITED})
+"""States in which a reservation holds its compartment."""
+_ACTIVE = sorted(state.value for state in ACTIVE_STATES)
+
 
 reservations = sa.Table(
     "reservations",
@@ -108,19 +126,6 @@ audit = sa.Table(
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
 )
-
-
-class ReservationState(StrEnum):
-    """Lifecycle of a reservation as the controller records it (the node's ledger has the last word)."""
-
-    WAITLISTED = "waitlisted"
-    PENDING = "pending"
-    HELD = "held"
-    DEPOSITED = "deposited"
-    PICKED_UP = "picked_up"
-    CANCELLED = "cancelled"
-    EXPIRED = "expired"
-    REFUSED = "refused"
 
 
 class DoubleBookingError(Exception):

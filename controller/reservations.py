@@ -26,6 +26,7 @@ from controller.lineproto import reservation_line
 from controller.metrics import Metrics
 from controller.reconcile import Report, View, apply
 from controller.reservation_store import (
+    ACTIVE_STATES,
     ApiKey,
     DoubleBookingError,
     Reservation,
@@ -48,7 +49,6 @@ from schemas.types import ShortText, SiteId
 log = logging.getLogger(__name__)
 
 MAX_ARRIVAL_AHEAD = timedelta(days=90)
-_ACTIVE = frozenset({ReservationState.PENDING, ReservationState.HELD, ReservationState.DEPOSITED})
 RESERVE_PREFIX = "reserve-"
 """Command ids of reserve commands: the prefix, then the reservation id."""
 
@@ -236,14 +236,14 @@ class Reservations:
             outcome = apply(View(stored.state, stored.last_report), report)
             if outcome.view.state is not stored.state or outcome.view.last != stored.last_report:
                 self.store.set_state(reservation_id, outcome.view.state, self._now(), outcome.view.last)
-                if outcome.view.state not in _ACTIVE and stored.compartment is not None:
+                if outcome.view.state not in ACTIVE_STATES and stored.compartment is not None:
                     self._booked.discard((node_id, stored.compartment))
             if stored.compartment is not None:
                 self.allocator.confirmed(node_id, stored.compartment)
             if outcome.notify is not None:
                 self._notify(reservation_id, stored.partner, outcome.notify, f"{report.boot_id}-{report.seq}")
                 log.info("reservation %s node=%s reservation_id=%s", outcome.notify.value, node_id, reservation_id)
-            if outcome.view.state not in _ACTIVE and self.allocator.waiting:
+            if outcome.view.state not in ACTIVE_STATES and self.allocator.waiting:
                 self._serve_waitlists()  # a compartment may have come free
 
     def _notify(self, reservation_id: str, partner: str, state: ReservationState, tag: str) -> None:
