@@ -122,9 +122,11 @@ class Link:
             max_queued_incoming_messages=1000,
         )
         async with client:
+            # Subscribe first: the controller answers a birth at once (e.g. the node's code key), and on a new
+            # session a command published before the subscription exists would be lost.
+            await client.subscribe(self._command_topic, qos=1)
             await client.publish(birth.topic, birth.payload, qos=1, retain=birth.retain)
             self._status = None
-            await client.subscribe(self._command_topic, qos=1)
             self.connected = True
             self.connects += 1
             log.info(

@@ -1,8 +1,10 @@
 """The agent against a real mosquitto, on gpiozero mock pins: events, door commands, exactly-once, offline."""
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from controller.local_services import Mosquitto
@@ -12,8 +14,10 @@ from schemas import (
     CommandStatus,
     DoorEvent,
     DoorResult,
+    OpenCommand,
     Telemetry,
     decode,
+    encode,
     topic,
 )
 from tests.agent_mqtt.helpers import (
@@ -266,4 +270,39 @@ def test_stopping_mid_command_releases_the_relay_and_the_restart_reports_unknown
     start_agent(hardware=build_hardware(profile), data_dir=tmp_path / "node-1")
     [result] = final(capture.wait_until(lambda ds: bool(final(ds, "cmd-stop"))), "cmd-stop")
     assert result.status is CommandStatus.UNKNOWN
+    capture.close()
+
+
+def test_a_command_sent_in_answer_to_the_first_birth_is_not_lost(
+    mosquitto: Mosquitto, start_agent: AgentFactory
+) -> None:
+    """The controller answers a birth at once (the node's code key); on a brand-new session that command must still
+    arrive, so the agent subscribes before it announces itself."""
+    answered: list[str] = []
+    responder = connect(mosquitto.url)
+
+    def answer(client: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        if not message.payload or answered:
+            return
+        now = datetime.now(UTC)
+        command = OpenCommand(
+            command_id="answer-to-birth",
+            node_id="node-1",
+            issued_at=now,
+            expires_at=now + timedelta(seconds=30),
+            compartment=A.id,
+        )
+        client.publish(topic("node-1", Channel.COMMAND), encode(command), qos=1)
+        answered.append(command.command_id)
+
+    responder.on_message = answer
+    responder.subscribe(topic("node-1", Channel.STATUS), qos=1)
+    capture = Capture(mosquitto.url, "lockers/v1/node-1/result")
+    time.sleep(0.2)  # both subscriptions in place
+    start_agent(hardware=build_hardware(PROFILE, working_doors=(A.id,)))
+    delivered = capture.wait_until(lambda ds: bool(final(ds, "answer-to-birth")), 10)
+    assert answered == ["answer-to-birth"]
+    [result] = final(delivered, "answer-to-birth")
+    assert result.status == CommandStatus.DONE
+    responder.disconnect()
     capture.close()
