@@ -33,13 +33,17 @@ REQUESTS = 1000
 THREADS = 50
 
 
-def fire(url: str, calls: list[tuple[str, str, dict[str, str], dict[str, object] | None]]) -> tuple[list[float], float]:
+Call = tuple[str, str, dict[str, str], dict[str, object] | None]
+"""Method, path, headers and JSON body of one request."""
+
+
+def fire(url: str, calls: list[Call]) -> tuple[list[float], float]:
     """Run ``calls`` (method, path, headers, json) from THREADS threads; per-call seconds and the wall time."""
 
     limits = httpx.Limits(max_connections=THREADS, max_keepalive_connections=THREADS)
     with httpx.Client(base_url=url, timeout=120, limits=limits) as http:  # shared: one connection per thread
 
-        def one(call: tuple[str, str, dict[str, str], dict[str, object] | None]) -> float:
+        def one(call: Call) -> float:
             method, path, headers, body = call
             started = time.perf_counter()
             http.request(method, path, headers=headers, json=body)
@@ -93,7 +97,7 @@ def main() -> None:
             deadline = time.monotonic() + 90
             while True:
                 try:
-                    nodes = httpx.get(f"{url}/v1/nodes", timeout=5).json()
+                    nodes = api.get("/v1/nodes", timeout=5).json()
                     if len(nodes) == args.nodes and all(n["telemetry"] and n["state"] == "online" for n in nodes):
                         break
                 except httpx.TransportError:
@@ -103,7 +107,7 @@ def main() -> None:
                 time.sleep(0.5)
             reference, reference_wall = fire(url, [("GET", "/healthz", {}, None)] * REQUESTS)
             arrival = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
-            calls = [
+            calls: list[Call] = [
                 (
                     "POST",
                     "/v1/reservations",

@@ -25,6 +25,8 @@ import httpx
 
 from benchmarks._proc import usage
 from controller.local_services import Influxd, Mosquitto, free_port
+from controller.operator_store import issue_operator_key
+from controller.settings import reservations_sqlite_url
 from schemas import (
     Battery,
     Channel,
@@ -76,18 +78,23 @@ def start_controllers(
 ) -> list[tuple[subprocess.Popen[bytes], httpx.Client]]:
     """``count`` controller processes (sharing telemetry through a shared subscription when more than one).
 
+    Each client carries an operator key of its controller (the ``/v1/nodes`` API needs one).
+
     ``settings`` are more ``LOCKERFLEET_*`` variables, by setting name (``sites_file="…"``).
     """
     controllers = []
     for c in range(count):
         port = free_port()
+        store_path = Path(tmp, f"store-{c}.sqlite3")
+        store_url = settings.get("reservations_url") or reservations_sqlite_url(store_path)
+        operator_key = issue_operator_key(store_url, "bench")
         env = dict(
             os.environ,
             LOCKERFLEET_MQTT_URL=broker.url,
             LOCKERFLEET_INFLUX_URL=influx.url,
             LOCKERFLEET_INFLUX_DB="bench",
             LOCKERFLEET_HTTP_PORT=str(port),
-            LOCKERFLEET_STORE_PATH=f"{tmp}/store-{c}.sqlite3",
+            LOCKERFLEET_STORE_PATH=str(store_path),
             LOCKERFLEET_CLIENT_ID=f"bench-controller-{c}",
         )
         env |= {f"LOCKERFLEET_{name.upper()}": value for name, value in settings.items()}
@@ -100,7 +107,8 @@ def start_controllers(
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        controllers.append((proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)))
+        headers = {"Authorization": f"Bearer {operator_key}"}
+        controllers.append((proc, httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=10)))
     for proc, http in controllers:
         deadline = time.monotonic() + 30
         while not _healthy(http):

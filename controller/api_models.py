@@ -1,11 +1,29 @@
 """Bodies of the courier HTTP API (the MQTT contract's models are reused where a node's message is returned)."""
 
+from dataclasses import asdict
 from datetime import datetime
 
 from pydantic import BaseModel, Field
 
 from controller.fleet import NodeRecord, NodeState
+from controller.operator_store import Maintenance
 from schemas import CommandStatus, CompartmentInfo, DoorOutcome, Telemetry
+
+
+class MaintenanceView(BaseModel):
+    """Why and since when a node is out of the reservation pool."""
+
+    reason: str
+    since: datetime
+    set_by: str = Field(description="The operator who set it.")
+
+
+class MaintenanceRequest(BaseModel):
+    """Body of ``PUT /v1/nodes/{id}/maintenance``."""
+
+    model_config = {"extra": "forbid"}
+
+    reason: str = Field(min_length=1, max_length=500, description="Shown to other operators, e.g. the ticket.")
 
 
 class NodeView(BaseModel):
@@ -21,9 +39,12 @@ class NodeView(BaseModel):
     compartments: list[CompartmentInfo]
     last_seen: datetime = Field(description="When the controller last heard from the node.")
     telemetry: Telemetry | None = Field(description="The latest telemetry sample received, if any.")
+    maintenance: MaintenanceView | None = Field(
+        default=None, description="Set while an operator keeps the node out of the reservation pool."
+    )
 
     @classmethod
-    def of(cls, record: NodeRecord, now: float) -> "NodeView":
+    def of(cls, record: NodeRecord, now: float, maintenance: Maintenance | None = None) -> "NodeView":
         """Build the view of ``record`` at ``now``."""
         birth = record.birth
         return cls(
@@ -37,6 +58,7 @@ class NodeView(BaseModel):
             compartments=list(birth.compartments),
             last_seen=datetime.fromtimestamp(record.last_seen).astimezone(),
             telemetry=record.telemetry,
+            maintenance=None if maintenance is None else MaintenanceView(**asdict(maintenance)),
         )
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
 
-from controller.settings import ControllerSettings, DemoSettings, KeySettings
+from controller.settings import ControllerSettings, DemoSettings, KeySettings, OperatorKeySettings
 from node_agent.settings import AgentSettings, SimSettings
 
 
@@ -34,6 +34,16 @@ def _issue_key(settings: BaseSettings) -> int:
             print(secret)
     finally:
         store.close()
+    return 0
+
+
+def _issue_operator_key(settings: BaseSettings) -> int:
+    from controller.operator_store import issue_operator_key  # noqa: PLC0415
+
+    assert isinstance(settings, OperatorKeySettings)
+    token = issue_operator_key(settings.store_url(), settings.operator)
+    print(f"operator key for {settings.operator} (the /v1/nodes API); shown once, keep it:")
+    print(token)
     return 0
 
 
@@ -63,6 +73,11 @@ COMMANDS: dict[str, tuple[str, type[BaseSettings], Callable[[BaseSettings], int]
     "agent": ("run the agent of one locker", AgentSettings, _run_agent),
     "sim": ("run a simulated fleet of agents on mock pins", SimSettings, _run_sim),
     "keys": ("issue a courier partner's API key (and register its webhook)", KeySettings, _issue_key),
+    "operator-key": (
+        "issue an operator's API key (fleet state, maintenance, direct opens)",
+        OperatorKeySettings,
+        _issue_operator_key,
+    ),
     "demo": ("start a local broker and a simulated fleet, open a door", DemoSettings, _run_demo),
 }
 

@@ -9,6 +9,7 @@ journal. The demo opens one compartment as a courier app would, then keeps repor
 import signal
 import threading
 import time
+from datetime import UTC, datetime
 
 import httpx
 import uvicorn
@@ -24,9 +25,10 @@ from node_agent.simulator import background_fleet
 _DB = "lockerfleet"
 
 
-def _controller_server(settings: ControllerSettings) -> tuple[uvicorn.Server, threading.Thread]:
+def _controller_server(controller: Controller) -> tuple[uvicorn.Server, threading.Thread]:
+    settings = controller.settings
     config = uvicorn.Config(
-        create_app(Controller(settings)),
+        create_app(controller),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,
@@ -84,9 +86,12 @@ def run_demo(settings: DemoSettings) -> int:
             store_path=run_dir / "controller" / "fleet.sqlite3",
             fleet_snapshot_s=2.0,
         )
-        server, thread = _controller_server(controller_settings)
+        controller = Controller(controller_settings)
+        operator_key = controller.operators.create_key("demo", datetime.now(UTC))
+        server, thread = _controller_server(controller)
         api_url = f"http://127.0.0.1:{port}"
-        print(f"courier API {api_url}/v1/nodes   (OpenAPI: {api_url}/docs, metrics: {api_url}/metrics)", flush=True)
+        print(f"HTTP API    {api_url}/v1/nodes   (OpenAPI: {api_url}/docs, metrics: {api_url}/metrics)", flush=True)
+        print(f"            operator key (Authorization: Bearer ...): {operator_key}", flush=True)
         sim = SimSettings(
             nodes=settings.nodes,
             mqtt_url=broker.url,
@@ -98,7 +103,7 @@ def run_demo(settings: DemoSettings) -> int:
         try:
             with (
                 background_fleet(sim),
-                httpx.Client(base_url=api_url, timeout=30) as api,
+                httpx.Client(base_url=api_url, headers={"Authorization": f"Bearer {operator_key}"}, timeout=30) as api,
                 httpx.Client(base_url=influxd.url, timeout=10) as influx,
             ):
                 print(f"fleet       {settings.nodes} simulated lockers, journals under {sim.data_dir}", flush=True)
@@ -124,7 +129,7 @@ def _report(settings: DemoSettings, api: httpx.Client, influx: httpx.Client, sto
         )
         if not opened and online == settings.nodes:
             opened = True
-            print(f"open        sim-0000/A1 (courier API) -> {_courier_open(api, 'sim-0000', 'A1')}", flush=True)
+            print(f"open        sim-0000/A1 (HTTP API) -> {_courier_open(api, 'sim-0000', 'A1')}", flush=True)
         if settings.duration_s is not None and elapsed >= settings.duration_s:
             return
         stop.wait(2.0)

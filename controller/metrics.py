@@ -69,6 +69,11 @@ class Metrics:
             "Messages received but not yet stored and acknowledged (capped by the MQTT receive maximum).",
             registry=r,
         )
+        self.nodes_in_maintenance = Gauge(
+            "lockerfleet_nodes_in_maintenance",
+            "Nodes an operator took out of the reservation pool.",
+            registry=r,
+        )
         self.open_rtt = Histogram(
             "lockerfleet_open_round_trip_seconds",
             "Courier open: HTTP request to the node's final answer, by outcome.",

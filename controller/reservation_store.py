@@ -4,8 +4,6 @@ One implementation for SQLite (the default, a file) and PostgreSQL (a ``postgres
 itself refuses a double booking: a unique index over (node, compartment) of the reservations that hold one.
 """
 
-import hashlib
-import hmac
 import json
 import secrets
 from dataclasses import dataclass
@@ -16,7 +14,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from controller import api_tokens
+
 _metadata = sa.MetaData()
+
+PARTNER_TOKEN_PREFIX = "lf"  # noqa: S105 - a prefix, not a secret
+"""Courier partner tokens read ``lf_<key id>_<secret>``."""
 
 
 class ReservationState(StrEnum):
@@ -292,30 +295,29 @@ class ReservationStore:
 
     def create_api_key(self, partner: str, sites: set[str], now: datetime) -> str:
         """A new key for ``partner`` scoped to ``sites``; the returned token is shown once, only its hash is kept."""
-        key_id = secrets.token_hex(8)
-        secret = secrets.token_urlsafe(32)
+        new = api_tokens.issue(PARTNER_TOKEN_PREFIX)
         with self.engine.begin() as db:
             db.execute(
                 api_keys.insert().values(
-                    key_id=key_id,
+                    key_id=new.key_id,
                     partner=partner,
-                    secret_sha256=_sha256(secret),
+                    secret_sha256=new.secret_sha256,
                     sites=",".join(sorted(sites)),
                     created_at=now,
                     revoked=False,
                 )
             )
-        return f"lf_{key_id}_{secret}"
+        return new.token
 
     def authenticate(self, token: str) -> ApiKey | None:
         """The key a token belongs to, or None (unknown, revoked, or wrong secret)."""
-        parts = token.split("_", 2)
-        if len(parts) != 3 or parts[0] != "lf":
+        found = api_tokens.split(token, PARTNER_TOKEN_PREFIX)
+        if found is None:
             return None
-        _, key_id, secret = parts
+        key_id, secret = found
         with self.engine.connect() as db:
             row = db.execute(api_keys.select().where(api_keys.c.key_id == key_id)).first()
-        if row is None or row.revoked or not hmac.compare_digest(row.secret_sha256, _sha256(secret)):
+        if row is None or row.revoked or not api_tokens.matches(secret, row.secret_sha256):
             return None
         return ApiKey(row.key_id, row.partner, frozenset(s for s in row.sites.split(",") if s))
 
@@ -433,10 +435,6 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _sha256(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def _utc(value: datetime | None) -> datetime | None:
     """Times go in as UTC (SQLite keeps no offset)."""
     return None if value is None else value.astimezone(UTC)
@@ -461,7 +459,7 @@ def _row(r: Reservation) -> dict[str, Any]:
     }
 
 
-def _aware(value: datetime | None) -> datetime | None:
+def from_db_time(value: datetime | None) -> datetime | None:
     """Times come back in UTC (SQLite hands back naive ones: they were stored as UTC)."""
     if value is None:
         return None
@@ -479,10 +477,10 @@ def _reservation(m: Any) -> Reservation:
         state=ReservationState(m["state"]),
         node_id=m["node_id"],
         compartment=m["compartment"],
-        hold_until=_aware(m["hold_until"]),
-        pickup_until=_aware(m["pickup_until"]),
-        created_at=_aware(m["created_at"]) or m["created_at"],
-        updated_at=_aware(m["updated_at"]) or m["updated_at"],
+        hold_until=from_db_time(m["hold_until"]),
+        pickup_until=from_db_time(m["pickup_until"]),
+        created_at=from_db_time(m["created_at"]) or m["created_at"],
+        updated_at=from_db_time(m["updated_at"]) or m["updated_at"],
         last_report=None if m["last_boot"] is None else (m["last_boot"], m["last_seq"]),
-        wait_until=_aware(m["wait_until"]),
+        wait_until=from_db_time(m["wait_until"]),
     )

@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -145,6 +145,7 @@ class Reservations:
         pickup_window: timedelta = timedelta(days=3),
         command_ttl: timedelta = timedelta(minutes=5),
         policy: Policy | None = None,
+        maintenance: Container[str] = frozenset(),
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -154,6 +155,7 @@ class Reservations:
         self._store_lines = store_lines
         self.secret = secret
         self._clock = clock
+        self._maintenance = maintenance
         self._hold_grace = hold_grace
         self._pickup_window = pickup_window
         self._command_ttl = command_ttl
@@ -387,7 +389,15 @@ class Reservations:
             if site is None:
                 continue
             battery = record.telemetry.battery.soc_pct if record.telemetry is not None else 0.0
-            nodes.append(NodeCondition(record.node_id, site, record.state(now) is NodeState.ONLINE, battery))
+            nodes.append(
+                NodeCondition(
+                    record.node_id,
+                    site,
+                    record.state(now) is NodeState.ONLINE,
+                    battery,
+                    maintenance=record.node_id in self._maintenance,
+                )
+            )
             compartments.extend(
                 Compartment(record.node_id, c.id, c.size, free=True)
                 for c in record.birth.compartments

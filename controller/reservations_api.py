@@ -10,12 +10,16 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from controller import api_tokens
 from controller.api_models import ApiError
+from controller.operator_store import TOKEN_PREFIX as OPERATOR_TOKEN_PREFIX
 from controller.rate_limit import KeyedLimits, RateLimitedError
 from controller.reservation_store import ApiKey, Reservation, StoredResponse
 from controller.reservations import ReservationRequest, Reservations, ReservationView
 
-_bearer = HTTPBearer(auto_error=False, description="A courier partner's API key: `Authorization: Bearer lf_…`.")
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="PartnerKey", description="A courier partner's API key: `Authorization: Bearer lf_…`."
+)
 ReservationIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 
 
@@ -24,9 +28,11 @@ def authenticate(reservations: Reservations, credentials: HTTPAuthorizationCrede
     if credentials is None:
         raise HTTPException(401, "missing API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
     key = reservations.store.authenticate(credentials.credentials)
-    if key is None:
-        raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
-    return key
+    if key is not None:
+        return key
+    if api_tokens.split(credentials.credentials, OPERATOR_TOKEN_PREFIX) is not None:
+        raise HTTPException(403, "an operator key cannot use the reservations API; use a courier partner's key")
+    raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
 
 
 def partner_key(reservations: Reservations) -> Callable[..., ApiKey]:

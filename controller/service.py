@@ -18,6 +18,7 @@ from controller.ingest_link import AckToken, IngestLink, LinkSettings
 from controller.lineproto import courier_open_line, fleet_line
 from controller.metrics import Metrics
 from controller.opens import PendingOpens
+from controller.operator_store import Maintenance, OperatorStore
 from controller.rate_limit import TokenBucket
 from controller.reservation_store import ReservationStore
 from controller.reservations import Reservations, sites_from
@@ -70,6 +71,10 @@ class Controller:
             settings.reservations_url or reservations_sqlite_url(settings.store_path)
         )
         sites = json.loads(settings.sites_file.read_text()) if settings.sites_file else []
+        self.operators = OperatorStore(self.reservation_store.engine)
+        self.maintenance: dict[str, Maintenance] = self.operators.maintenance()
+        """Nodes an operator keeps out of the reservation pool (read on every decision, so kept in memory)."""
+        self.metrics.nodes_in_maintenance.set_function(lambda: len(self.maintenance))
         self._code_secret = self.reservation_store.code_secret()
         self.webhooks = WebhookSender(self.reservation_store, self.metrics, clock=clock)
         self.reservations = Reservations(
@@ -81,6 +86,7 @@ class Controller:
             secret=self._code_secret,
             store_lines=self.pipeline.submit,
             clock=clock,
+            maintenance=self.maintenance,
         )
         self.ingest = Ingest(
             self.fleet,
@@ -119,6 +125,30 @@ class Controller:
         self.writer.close()
         self.store.close()
         self.reservation_store.close()
+
+    def set_maintenance(self, node_id: str, reason: str, operator: str) -> Maintenance:
+        """Keep ``node_id`` out of the reservation pool (reservations it holds carry on) until cleared."""
+        maintenance = Maintenance(reason, datetime.fromtimestamp(self.clock(), UTC), operator)
+        self.operators.set_maintenance(node_id, maintenance)
+        self.maintenance[node_id] = maintenance
+        log.warning(
+            "node under maintenance node=%s operator=%s reason=%r "
+            "action=no new reservations go to it; DELETE /v1/nodes/%s/maintenance returns it to service",
+            node_id,
+            operator,
+            reason,
+            node_id,
+        )
+        return maintenance
+
+    def clear_maintenance(self, node_id: str, operator: str) -> bool:
+        """Return ``node_id`` to the reservation pool (waiting requests may get it); False if it was not out."""
+        cleared = self.operators.clear_maintenance(node_id)
+        if self.maintenance.pop(node_id, None) is not None or cleared:
+            log.info("node back in service node=%s operator=%s", node_id, operator)
+            self.reservations.serve_waitlists()
+            return True
+        return False
 
     def _on_message(self, topic_name: str, payload: bytes, token: AckToken | None) -> None:
         try:

@@ -99,6 +99,22 @@ class KeySettings(BaseSettings):
         return self.reservations_url or reservations_sqlite_url(self.store_path)
 
 
+class OperatorKeySettings(BaseSettings):
+    """Settings of ``lockerfleet operator-key``: issue an operator's API key (the ``/v1/nodes`` API)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+    operator: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$", description="Who holds the key (named in logs and views)."
+    )
+    store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="As for the controller.")
+    reservations_url: str | None = Field(default=None, description="As for the controller.")
+
+    def store_url(self) -> str:
+        """The store the controller with the same settings uses."""
+        return self.reservations_url or reservations_sqlite_url(self.store_path)
+
+
 def reservations_sqlite_url(store_path: Path) -> str:
     """Default reservation store: an SQLite file beside the fleet store."""
     return f"sqlite:///{store_path.with_name(store_path.stem + '-reservations.sqlite3')}"

@@ -6,8 +6,9 @@ import pytest
 from pydantic_settings import BaseSettings, CliApp
 
 from controller.cli import COMMANDS, main
+from controller.operator_store import OperatorStore
 from controller.reservation_store import ReservationStore
-from controller.settings import ControllerSettings, reservations_sqlite_url
+from controller.settings import ControllerSettings, OperatorKeySettings, reservations_sqlite_url
 from node_agent.settings import AgentSettings
 
 
@@ -72,7 +73,7 @@ def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("settings_cls", [ControllerSettings, AgentSettings])
+@pytest.mark.parametrize("settings_cls", [ControllerSettings, AgentSettings, OperatorKeySettings])
 def test_every_setting_is_documented(settings_cls: type[BaseSettings]) -> None:
     undocumented = [name for name, f in settings_cls.model_fields.items() if not f.description]
     assert not undocumented
@@ -91,3 +92,15 @@ def test_keys_issues_a_working_api_key_and_registers_the_webhook(
     assert key is not None and key.partner == "acme" and key.sites == {"centre"}
     assert store.webhook_of("acme") == ("https://acme.example/hooks", secret)
     store.close()
+
+
+def test_operator_key_issues_a_working_operator_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    store_path = tmp_path / "fleet.sqlite3"
+    assert main(["operator-key", "--operator", "alice@ops", "--store-path", str(store_path)]) == 0
+    token = capsys.readouterr().out.splitlines()[1]
+    store = ReservationStore(reservations_sqlite_url(store_path))
+    key = OperatorStore(store.engine).authenticate(token)
+    assert key is not None and key.operator == "alice@ops"
+    assert store.authenticate(token) is None  # not a courier partner's key
+    store.close()
+    assert main(["operator-key", "--operator", "no spaces", "--store-path", str(store_path)]) == 2

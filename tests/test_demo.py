@@ -29,7 +29,7 @@ def test_demo_brings_the_fleet_online_and_opens_a_door(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stderr
     assert "nodes online   3/3" in run.stdout, run.stdout
-    assert "open        sim-0000/A1 (courier API) -> opened in" in run.stdout, run.stdout
+    assert "open        sim-0000/A1 (HTTP API) -> opened in" in run.stdout, run.stdout
     rows = [int(m) for m in re.findall(r"telemetry rows in InfluxDB (\d+)", run.stdout)]
     assert rows and rows[-1] > 0 and rows == sorted(rows)
     assert (tmp_path / "agents" / "sim-0000" / "journal.sqlite3").exists()

@@ -245,6 +245,7 @@ def test_metrics_pass_promtool(start_agent: AgentFactory, start_controller: Cont
         "lockerfleet_ingest_buffer_messages",
         "lockerfleet_open_round_trip_seconds",
         "lockerfleet_nodes",
+        "lockerfleet_nodes_in_maintenance",
     ):
         assert f"# TYPE {family} " in exposition.text, family
     check = subprocess.run(["promtool", "check", "metrics"], input=exposition.content, capture_output=True, check=False)

@@ -125,8 +125,10 @@ def test_keys_scope_and_idempotency_misuse_are_refused(
 ) -> None:
     controller, key, other = start(start_controller, tmp_path)
     http = controller.http
-    no_key = http.post("/v1/reservations", json=body("P1"), headers={"Idempotency-Key": "a"})
+    no_key = httpx.post(f"{controller.url}/v1/reservations", json=body("P1"), headers={"Idempotency-Key": "a"})
     assert no_key.status_code == 401 and "missing API key" in no_key.json()["detail"]
+    operator = http.post("/v1/reservations", json=body("P1"), headers={"Idempotency-Key": "a"})  # its operator key
+    assert operator.status_code == 403 and "operator key" in operator.json()["detail"]
     bad_key = http.post(
         "/v1/reservations", json=body("P1"), headers={"Idempotency-Key": "a", "Authorization": "Bearer lf_x_y"}
     )

@@ -2,6 +2,7 @@
 
 import threading
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,10 @@ from tests.harness.mqtt import wait_until
 
 
 class ControllerThread:
-    """A controller serving HTTP on a free port; :attr:`http` is a client bound to it."""
+    """A controller serving HTTP on a free port; :attr:`http` is a client bound to it with an operator key.
+
+    Requests that pass their own ``Authorization`` header (a courier partner's key) replace the operator's.
+    """
 
     def __init__(self, mqtt_url: str, influx_url: str, influx_db: str, store_path: Path, **settings: Any) -> None:
         self.settings = ControllerSettings(
@@ -28,6 +32,7 @@ class ControllerThread:
             **settings,
         )
         self.controller = Controller(self.settings)
+        self.operator_key = self.controller.operators.create_key("tests", datetime.now(UTC))
         config = uvicorn.Config(
             create_app(self.controller),
             host="127.0.0.1",
@@ -39,7 +44,9 @@ class ControllerThread:
         self.server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self.server.run, name="controller", daemon=True)
         self.url = f"http://127.0.0.1:{self.settings.http_port}"
-        self.http = httpx.Client(base_url=self.url, timeout=30.0)
+        self.http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.operator_key}"}, timeout=30.0
+        )
 
     def start(self) -> "ControllerThread":
         """Start serving; return once the API answers and the broker session is up."""
