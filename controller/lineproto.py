@@ -105,9 +105,9 @@ def dead_letter_line(reason: str, topic: str, payload: bytes, detail: str, when_
     )
 
 
-def fleet_line(online: int, stale: int, offline: int, when_ns: int) -> str:
-    """One ``fleet`` point: how many nodes are in each liveness state."""
-    return f"fleet online={online}i,stale={stale}i,offline={offline}i {when_ns}"
+def fleet_line(online: int, stale: int, offline: int, maintenance: int, when_ns: int) -> str:
+    """One ``fleet`` point: how many nodes are in each liveness state, and how many are under maintenance."""
+    return f"fleet online={online}i,stale={stale}i,offline={offline}i,maintenance={maintenance}i {when_ns}"
 
 
 def courier_open_line(node_id: str, outcome: str, rtt_ms: float, command_id: str, when_ns: int) -> str:

@@ -208,14 +208,18 @@ class Controller:
         self.pipeline.submit([line])
 
     async def snapshot_fleet(self) -> None:
-        """Every ``fleet_snapshot_s``: serve the waitlists, write node counts by state (measurement ``fleet``)."""
+        """Every ``fleet_snapshot_s``: serve the waitlists, write node counts (measurement ``fleet``)."""
         while True:
             await asyncio.to_thread(self.reservations.serve_waitlists)
             counts = self.fleet.counts(self.clock())
             self.pipeline.submit(
                 [
                     fleet_line(
-                        counts[NodeState.ONLINE], counts[NodeState.STALE], counts[NodeState.OFFLINE], time.time_ns()
+                        counts[NodeState.ONLINE],
+                        counts[NodeState.STALE],
+                        counts[NodeState.OFFLINE],
+                        len(self.maintenance),
+                        time.time_ns(),
                     )
                 ]
             )

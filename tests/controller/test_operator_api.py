@@ -12,6 +12,7 @@ from node_agent.simulator import background_fleet
 from tests.controller.test_controller_live import metric
 from tests.controller.test_reservations_live import body, one_locker, reporting, start
 from tests.harness.controller_runner import ControllerFactory
+from tests.harness.influx import InfluxClient
 from tests.harness.mqtt import wait_until
 
 pytestmark = pytest.mark.integration
@@ -43,7 +44,7 @@ def test_the_node_api_needs_an_operator_key(start_controller: ControllerFactory,
 
 
 def test_maintenance_keeps_reservations_away_survives_a_restart_and_its_end_serves_the_waitlist(
-    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+    start_controller: ControllerFactory, mosquitto: Mosquitto, influx: InfluxClient, tmp_path: Path
 ) -> None:
     controller, key, _other = start(start_controller, tmp_path)
     headers = {"Authorization": f"Bearer {key}"}
@@ -56,6 +57,12 @@ def test_maintenance_keeps_reservations_away_survives_a_restart_and_its_end_serv
         assert put.json()["maintenance"]["reason"] == "door B2 sticks, ticket 42"
         assert put.json()["maintenance"]["set_by"] == "tests"
         assert metric(controller, "lockerfleet_nodes_in_maintenance") == 1
+
+        def in_maintenance() -> Any:
+            rows = influx.query('SELECT last("maintenance") FROM "fleet"')
+            return rows[0]["last"] if rows else None
+
+        assert wait_until(lambda: in_maintenance() == 1, 5)  # the fleet snapshot the dashboard draws
 
         refused = controller.http.post(
             "/v1/reservations", json=body("P-1"), headers=headers | {"Idempotency-Key": "refused"}
