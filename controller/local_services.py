@@ -151,10 +151,14 @@ class Mosquitto(_Service):
     name = "mosquitto"
     package = "mosquitto"
 
-    def __init__(self, workdir: Path, port: int | None = None, extra_config: str = "") -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, extra_config: str = "", config: str | None = None
+    ) -> None:
         super().__init__(workdir, port)
         self.binary = find_binary("mosquitto", self.package)
         self.extra_config = extra_config
+        self.config = config
+        """A whole configuration to run instead of the private anonymous one (it must listen on :attr:`port`)."""
         self.config_path = workdir / "mosquitto.conf"
 
     @property
@@ -164,6 +168,9 @@ class Mosquitto(_Service):
 
     def _argv(self) -> list[str]:
         (self.workdir / "data").mkdir(exist_ok=True)
+        if self.config is not None:
+            self.config_path.write_text(self.config)
+            return [self.binary, "-c", str(self.config_path)]
         self.config_path.write_text(
             "\n".join(
                 [

@@ -43,6 +43,8 @@ def connect(url: str, client_id: str = "", *, persistent: bool = False) -> mqtt.
     parts = urlsplit(url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.reconnect_delay_set(1, 2)
+    if parts.username:
+        client.username_pw_set(parts.username, parts.password)
     properties = None
     if persistent:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
