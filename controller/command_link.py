@@ -3,7 +3,6 @@
 import logging
 import math
 import threading
-from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -11,20 +10,24 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from schemas.broker import NO_TLS_FILES, TlsFiles, broker_address
+
 log = logging.getLogger(__name__)
 
 
 class CommandLink:
     """Publishes commands; paho reconnects by itself after the first connect."""
 
-    def __init__(self, url: str, client_id: str) -> None:
+    def __init__(self, url: str, client_id: str, tls_files: TlsFiles = NO_TLS_FILES) -> None:
         self.url = url
-        parts = urlsplit(url)
-        self._address = (parts.hostname or "127.0.0.1", parts.port or 1883)
+        broker = broker_address(url, tls_files)
+        self._address = (broker.host, broker.port)
         self.connected = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if parts.username:
-            self._client.username_pw_set(parts.username, parts.password)
+        if broker.username:
+            self._client.username_pw_set(broker.username, broker.password)
+        if broker.tls is not None:
+            self._client.tls_set_context(broker.tls)
         self._client.reconnect_delay_set(1, 30)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = lambda *_args: self.connected.clear()

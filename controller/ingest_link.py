@@ -13,12 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_random_exponential
 
 from controller import mqtt_wire as wire
+from controller.tls_channel import TlsChannel
 from schemas import Channel, fleet_filter
+from schemas.broker import NO_TLS_FILES, TlsFiles, broker_address
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class LinkSettings:
 
     url: str
     client_id: str
+    tls_files: TlsFiles = NO_TLS_FILES
     share_group: str | None = None
     receive_maximum: int = 20000
     session_expiry_s: int = 3600
@@ -48,14 +50,11 @@ class IngestLink:
     def __init__(self, settings: LinkSettings, on_message: Callable[[str, bytes, AckToken | None], None]) -> None:
         self.settings = settings
         self._on_message = on_message
-        parts = urlsplit(settings.url)
-        self._address = (parts.hostname or "127.0.0.1", parts.port or 1883)
-        self._username = parts.username
-        self._password = parts.password
+        broker_address(settings.url, settings.tls_files)  # unreadable TLS files stop the controller at start
         self.connected = threading.Event()
         self._stopping = threading.Event()
         self._send_lock = threading.Lock()
-        self._sock: socket.socket | None = None
+        self._sock: socket.socket | TlsChannel | None = None
         self._last_sent = 0.0
         self._thread = threading.Thread(target=self._run, name="mqtt-ingest", daemon=True)
 
@@ -120,9 +119,15 @@ class IngestLink:
                     raise ConnectionResetError("the broker closed the session")
 
     def _session(self) -> None:
-        sock = socket.create_connection(self._address, timeout=10)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(self.settings.keepalive_s / 2)
+        broker = broker_address(self.settings.url, self.settings.tls_files)  # re-read: certificates get renewed
+        raw = socket.create_connection((broker.host, broker.port), timeout=10)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        raw.settimeout(self.settings.keepalive_s / 2)
+        try:
+            sock = raw if broker.tls is None else TlsChannel(raw, broker.tls, broker.host)
+        except BaseException:
+            raw.close()
+            raise
         parser = wire.Parser()
         with self._send_lock:
             self._sock = sock
@@ -133,8 +138,8 @@ class IngestLink:
                     keepalive_s=self.settings.keepalive_s,
                     session_expiry_s=self.settings.session_expiry_s,
                     receive_maximum=self.settings.receive_maximum,
-                    username=self._username,
-                    password=self._password,
+                    username=broker.username,
+                    password=broker.password,
                 )
             )
             while not self._stopping.is_set():

@@ -5,15 +5,14 @@ from pathlib import Path
 from pydantic import AnyUrl, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.broker import BrokerSettings
 
-class ControllerSettings(BaseSettings):
+
+class ControllerSettings(BrokerSettings, BaseSettings):
     """Settings of one controller process."""
 
     model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
 
-    mqtt_url: AnyUrl = Field(
-        default=AnyUrl("mqtt://127.0.0.1:1883"), description="Broker URL, mqtt://[user:pass@]host:port."
-    )
     influx_url: AnyUrl = Field(
         default=AnyUrl("http://127.0.0.1:8086"), description="InfluxDB base URL serving the v1 /write API."
     )

@@ -11,7 +11,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -19,6 +18,7 @@ from paho.mqtt.properties import Properties
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from node_agent.outbox import Outbox
+from schemas.broker import NO_TLS_FILES, TlsFiles, broker_address
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,7 @@ class LinkConfig:
 
     url: str
     client_id: str
+    tls_files: TlsFiles = NO_TLS_FILES
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
@@ -61,6 +62,7 @@ class Link:
         on_command: Callable[[str, bytes], None],
     ) -> None:
         self.config = config
+        broker_address(config.url, config.tls_files)  # unreadable TLS files stop the agent at start, not later
         self._outbox = outbox
         self._connection_status = connection_status
         self._command_topic = command_topic
@@ -105,14 +107,15 @@ class Link:
         if self._status is None:
             self._status = self._connection_status()
         birth, will = self._status
-        parts = urlsplit(self.config.url)
+        broker = broker_address(self.config.url, self.config.tls_files)  # re-read: certificates get renewed
         connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_properties.SessionExpiryInterval = SESSION_EXPIRY_S
         client = aiomqtt.Client(
-            parts.hostname or "127.0.0.1",
-            parts.port or 1883,
-            username=parts.username,
-            password=parts.password,
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=broker.password,
+            tls_context=broker.tls,
             identifier=self.config.client_id,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,

@@ -7,6 +7,7 @@ from pydantic import AnyUrl, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import PowerSource
+from schemas.broker import BrokerSettings
 from schemas.types import NodeId, ShortText, SiteId
 
 
@@ -17,15 +18,12 @@ def _package_version() -> str:
         return "0.0.0+source"
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(BrokerSettings, BaseSettings):
     """Settings of the agent running on one locker."""
 
     model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
 
     node_id: NodeId = Field(default="node-0", description="This locker's id; one MQTT topic level and the client id.")
-    mqtt_url: AnyUrl = Field(
-        default=AnyUrl("mqtt://127.0.0.1:1883"), description="Broker URL, mqtt://[user:pass@]host:port."
-    )
     board_profile: Path | None = Field(
         default=None,
         description="TOML board profile (pins, battery, temperature); default: the shipped simulated board.",

@@ -33,12 +33,14 @@ PASSWORDS = {"controller": "controller-pw", "node-1": "node-1-pw", "node-2": "no
 class Broker:
     """mosquitto running compose.yaml's configuration, with test ports and paths."""
 
-    def __init__(self, workdir: Path) -> None:
+    @staticmethod
+    def compose_config(name: str) -> str:
+        """The text of one of compose.yaml's ``configs``, as compose hands it to the container."""
         compose: dict[str, Any] = yaml.safe_load((ROOT / "compose.yaml").read_text())
+        return str(compose["configs"][name]["content"]).replace("$$", "$")  # compose's own escaping
 
-        def content(name: str) -> str:
-            return str(compose["configs"][name]["content"]).replace("$$", "$")  # compose's own escaping
-
+    def __init__(self, workdir: Path) -> None:
+        content = self.compose_config
         self.port, self.local_port = free_port(), free_port()
         workdir.mkdir(parents=True)
         acl, local_acl, passwd = workdir / "acl", workdir / "local-acl", workdir / "passwd"

@@ -1,0 +1,97 @@
+"""How every party reaches the broker: an ``mqtt://`` or ``mqtts://`` URL with optional credentials, and TLS files.
+
+``mqtts://`` encrypts the connection and verifies the broker's certificate (against ``ca_file``, else the system's
+trust store); a ``cert_file`` (and its ``key_file``) also identifies the client by certificate, as a broker with
+``require_certificate`` expects. Building the TLS context reads the files; nothing here connects.
+"""
+
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Self
+from urllib.parse import unquote, urlsplit
+
+from pydantic import AnyUrl, BaseModel, Field, FilePath, model_validator
+
+SCHEMES = {"mqtt": 1883, "mqtts": 8883}
+"""Supported URL schemes and their default ports."""
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """PEM files for ``mqtts://``: the CA to trust, and the client's own certificate and key."""
+
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+NO_TLS_FILES: Final = TlsFiles()
+"""Plain ``mqtt://``, or ``mqtts://`` trusting the system's CA store with no client certificate."""
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where and as whom to connect."""
+
+    host: str
+    port: int
+    username: str | None
+    password: str | None
+    tls: ssl.SSLContext | None
+    """None for plain ``mqtt://``."""
+
+
+def check_url(url: str, files: TlsFiles = NO_TLS_FILES) -> None:
+    """Raise ValueError, saying what to change, when ``url`` and ``files`` don't make a usable broker address."""
+    scheme = urlsplit(url).scheme
+    if scheme not in SCHEMES:
+        raise ValueError(f"broker URL scheme {scheme!r} is not supported: use mqtt:// or mqtts://")
+    given = [name for name, path in vars(files).items() if path is not None]
+    if scheme == "mqtt" and given:
+        raise ValueError(f"{', '.join(given)} given, but the broker URL is mqtt://: use mqtts:// to connect with TLS")
+    if files.key_file is not None and files.cert_file is None:
+        raise ValueError("key_file given without cert_file: a client certificate needs both")
+
+
+def broker_address(url: str, files: TlsFiles = NO_TLS_FILES) -> BrokerAddress:
+    """Parse ``url`` (percent-escapes in the credentials decoded) and build its TLS context."""
+    check_url(url, files)
+    parts = urlsplit(url)
+    context = None
+    if parts.scheme == "mqtts":
+        context = ssl.create_default_context(cafile=files.ca_file)
+        if files.cert_file is not None:
+            context.load_cert_chain(files.cert_file, files.key_file)
+    return BrokerAddress(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or SCHEMES[parts.scheme],
+        username=unquote(parts.username) if parts.username else None,
+        password=unquote(parts.password) if parts.password is not None else None,
+        tls=context,
+    )
+
+
+class BrokerSettings(BaseModel):
+    """The broker connection settings every process shares (mixed into its settings class)."""
+
+    mqtt_url: AnyUrl = Field(
+        default=AnyUrl("mqtt://127.0.0.1:1883"),
+        description="Broker URL, mqtt://[user:pass@]host:port, or mqtts:// for TLS (default port 8883).",
+    )
+    mqtt_ca_file: FilePath | None = Field(
+        default=None, description="mqtts: PEM CA certificate(s) to verify the broker with; default: system store."
+    )
+    mqtt_cert_file: FilePath | None = Field(
+        default=None, description="mqtts: PEM client certificate, for brokers that require one."
+    )
+    mqtt_key_file: FilePath | None = Field(default=None, description="mqtts: PEM key of the client certificate.")
+
+    @model_validator(mode="after")
+    def _usable(self) -> Self:
+        check_url(str(self.mqtt_url), self.tls_files())
+        return self
+
+    def tls_files(self) -> TlsFiles:
+        """The TLS files as :func:`broker_address` takes them."""
+        return TlsFiles(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
