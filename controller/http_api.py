@@ -97,8 +97,9 @@ def create_app(controller: Controller) -> FastAPI:
         if stored.state not in (ReservationState.HELD, ReservationState.DEPOSITED) or stored.node_id is None:
             raise HTTPException(409, f"reservation {reservation_id} is {stored.state.value}: nothing to open")
         assert stored.compartment is not None
+        node = node_view(controller, stored.node_id)
         return await perform_open(
-            controller, node_view(controller, stored.node_id), stored.compartment, request, reservation_id
+            controller, node, stored.compartment, request, f"partner:{key.partner}", reservation_id
         )
 
     return app

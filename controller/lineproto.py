@@ -110,11 +110,13 @@ def fleet_line(online: int, stale: int, offline: int, maintenance: int, when_ns:
     return f"fleet online={online}i,stale={stale}i,offline={offline}i,maintenance={maintenance}i {when_ns}"
 
 
-def courier_open_line(node_id: str, outcome: str, rtt_ms: float, command_id: str, when_ns: int) -> str:
-    """One ``courier_open`` point: an HTTP open's outcome and round trip as the courier saw it."""
+def courier_open_line(
+    node_id: str, outcome: str, rtt_ms: float, command_id: str, requested_by: str, when_ns: int
+) -> str:
+    """One ``courier_open`` point: an HTTP open's outcome and round trip as the caller saw it, and who asked."""
     return (
         f"courier_open,node={tag(node_id)},outcome={tag(outcome)} rtt_ms={rtt_ms},"
-        f"command_id={string_field(command_id)} {when_ns}"
+        f"command_id={string_field(command_id)},requested_by={string_field(requested_by)} {when_ns}"
     )
 
 

@@ -49,9 +49,7 @@ def nodes_router(controller: Controller) -> APIRouter:
 
     def operator(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_operator_bearer)]) -> OperatorKey:
         if credentials is None:
-            raise HTTPException(
-                401, "missing operator key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"}
-            )
+            raise HTTPException(401, "missing operator key: send Authorization: Bearer <key>", _CHALLENGE)
         key = controller.operators.authenticate(credentials.credentials)
         if key is not None:
             return key
@@ -60,9 +58,6 @@ def nodes_router(controller: Controller) -> APIRouter:
         raise HTTPException(401, "unknown or revoked operator key", _CHALLENGE)
 
     router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=_AUTH_ERRORS)
-
-    def node_or_404(node_id: str) -> NodeView:
-        return node_view(controller, node_id)
 
     @router.get("")
     def list_nodes(_key: Annotated[OperatorKey, Depends(operator)], state: NodeState | None = None) -> list[NodeView]:
@@ -74,24 +69,24 @@ def nodes_router(controller: Controller) -> APIRouter:
     @router.get("/{node_id}", responses={404: {"model": ApiError}})
     def get_node(node_id: NodeIdPath, _key: Annotated[OperatorKey, Depends(operator)]) -> NodeView:
         """One node with its state and latest telemetry."""
-        return node_or_404(node_id)
+        return node_view(controller, node_id)
 
     @router.put("/{node_id}/maintenance", responses={404: {"model": ApiError}})
     def start_maintenance(
         node_id: NodeIdPath, body: MaintenanceRequest, key: Annotated[OperatorKey, Depends(operator)]
     ) -> NodeView:
         """Take the node out of the reservation pool (its current reservations carry on; direct opens still work)."""
-        node_or_404(node_id)
+        node_view(controller, node_id)
         controller.set_maintenance(node_id, body.reason, key.operator)
-        return node_or_404(node_id)
+        return node_view(controller, node_id)
 
     @router.delete("/{node_id}/maintenance", responses={404: {"model": ApiError}})
     def end_maintenance(node_id: NodeIdPath, key: Annotated[OperatorKey, Depends(operator)]) -> NodeView:
         """Return the node to the reservation pool; requests waiting for its site may get it at once."""
-        node_or_404(node_id)
+        node_view(controller, node_id)
         if not controller.clear_maintenance(node_id, key.operator):
             raise HTTPException(404, f"node {node_id!r} is not under maintenance")
-        return node_or_404(node_id)
+        return node_view(controller, node_id)
 
     @router.post(
         "/{node_id}/compartments/{compartment}/open",
@@ -114,7 +109,8 @@ def nodes_router(controller: Controller) -> APIRouter:
         The node refuses to open a compartment a reservation holds: that one opens through the reservation.
         """
         log.info("operator open node=%s compartment=%s operator=%s", node_id, compartment, key.operator)
-        return await perform_open(controller, node_or_404(node_id), compartment, request)
+        node = node_view(controller, node_id)
+        return await perform_open(controller, node, compartment, request, f"operator:{key.operator}")
 
     return router
 
@@ -132,9 +128,13 @@ async def perform_open(
     node: NodeView,
     compartment: str,
     request: OpenRequest | None,
+    requested_by: str,
     reservation_id: str | None = None,
 ) -> OpenResponse:
-    """Publish an open command and wait for the node's final answer; raise :class:`OpenFailedError` otherwise."""
+    """Publish an open command and wait for the node's final answer; raise :class:`OpenFailedError` otherwise.
+
+    ``requested_by`` (``operator:<name>`` or ``partner:<name>``) is stored with the open for the audit.
+    """
     node_id = node.node_id
     started = time.perf_counter()
     if compartment not in {c.id for c in node.compartments}:
@@ -162,7 +162,7 @@ async def perform_open(
     except TimeoutError:
         controller.opens.forget(command.command_id)
     round_trip_s = time.perf_counter() - started
-    controller.record_open(command, open_outcome(result), round_trip_s)
+    controller.record_open(command, open_outcome(result), round_trip_s, requested_by)
     if result is None:
         raise OpenFailedError(
             504,

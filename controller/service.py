@@ -200,11 +200,11 @@ class Controller:
         """Publish ``command``; the broker drops it when it expires undelivered."""
         self._send_command(command)
 
-    def record_open(self, command: OpenCommand, outcome: str, round_trip_s: float) -> None:
-        """Count one courier open in metrics and store it in measurement ``courier_open``."""
+    def record_open(self, command: OpenCommand, outcome: str, round_trip_s: float, requested_by: str) -> None:
+        """Count one HTTP open in metrics and store it, with who asked for it, in measurement ``courier_open``."""
         self.metrics.open_rtt.labels(outcome).observe(round_trip_s)
         line = courier_open_line(
-            command.node_id, outcome, round(round_trip_s * 1000, 3), command.command_id, time.time_ns()
+            command.node_id, outcome, round(round_trip_s * 1000, 3), command.command_id, requested_by, time.time_ns()
         )
         self.pipeline.submit([line])
 

@@ -85,6 +85,9 @@ def test_http_open_drives_the_relay_and_reports_the_physical_outcome(
 
     assert wait_until(lambda: len(influx.query("SELECT rtt_ms FROM courier_open")) == 2, 5)
     outcomes = sorted(r["outcome"] for r in influx.query("SELECT rtt_ms, outcome FROM courier_open"))
+    assert {r["requested_by"] for r in influx.query("SELECT rtt_ms, requested_by FROM courier_open")} == {
+        "operator:tests"
+    }
     assert outcomes == ["jammed", "opened"]
     assert metric(controller, "lockerfleet_open_round_trip_seconds_count", outcome="opened") == 1
 
