@@ -120,6 +120,14 @@ def courier_open_line(
     )
 
 
+def maintenance_line(node_id: str, action: str, operator: str, reason: str, when_ns: int) -> str:
+    """One ``maintenance`` point: an operator took a node out of the reservation pool (``start``) or back (``end``)."""
+    return (
+        f"maintenance,node={tag(node_id)},action={tag(action)} operator={string_field(operator)},"
+        f"reason={string_field(reason)} {when_ns}"
+    )
+
+
 def reservation_line(site: str, answer: str, latency_ms: float, reservation_id: str, when_ns: int) -> str:
     """One ``reservation`` point per decided request: the answer by site, and how long deciding took."""
     return (

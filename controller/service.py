@@ -15,7 +15,7 @@ from controller.fleet_store import SqliteFleetStore
 from controller.influx_writer import InfluxWriter
 from controller.ingest import Ingest
 from controller.ingest_link import AckToken, IngestLink, LinkSettings
-from controller.lineproto import courier_open_line, fleet_line
+from controller.lineproto import courier_open_line, fleet_line, maintenance_line
 from controller.metrics import Metrics
 from controller.opens import PendingOpens
 from controller.operator_store import Maintenance, OperatorStore
@@ -132,6 +132,7 @@ class Controller:
         maintenance = Maintenance(reason, datetime.fromtimestamp(self.clock(), UTC), operator)
         self.operators.set_maintenance(node_id, maintenance)
         self.maintenance[node_id] = maintenance
+        self.pipeline.submit([maintenance_line(node_id, "start", operator, reason, time.time_ns())])
         log.warning(
             "node under maintenance node=%s operator=%s reason=%r "
             "action=no new reservations go to it; DELETE /v1/nodes/%s/maintenance returns it to service",
@@ -145,8 +146,11 @@ class Controller:
     def clear_maintenance(self, node_id: str, operator: str) -> bool:
         """Return ``node_id`` to the reservation pool (waiting requests may get it); False if it was not out."""
         cleared = self.operators.clear_maintenance(node_id)
-        if self.maintenance.pop(node_id, None) is not None or cleared:
+        ended = self.maintenance.pop(node_id, None)
+        if ended is not None or cleared:
             log.info("node back in service node=%s operator=%s", node_id, operator)
+            reason = ended.reason if ended is not None else ""
+            self.pipeline.submit([maintenance_line(node_id, "end", operator, reason, time.time_ns())])
             self.reservations.serve_waitlists()
             return True
         return False

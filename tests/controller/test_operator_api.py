@@ -85,6 +85,12 @@ def test_maintenance_keeps_reservations_away_survives_a_restart_and_its_end_serv
         ended = controller.http.delete(f"/v1/nodes/{node_id}/maintenance")
         assert ended.status_code == 200 and ended.json()["maintenance"] is None
         assert metric(controller, "lockerfleet_nodes_in_maintenance") == 0
+        history = "SELECT operator, reason FROM maintenance GROUP BY action"
+        assert wait_until(lambda: len(influx.query(history)) == 2, 5)  # the dashboard's annotations
+        assert {(r["action"], r["reason"]) for r in influx.query(history)} == {
+            ("start", "door B2 sticks, ticket 42"),
+            ("end", "door B2 sticks, ticket 42"),
+        }
         assert wait_until(lambda: reservation()["state"] == "held", 10), reservation()
         assert reservation()["node_id"] == node_id
         again = controller.http.delete(f"/v1/nodes/{node_id}/maintenance")

@@ -31,6 +31,7 @@ MEASUREMENTS = {
     "reservation",
     "ledger",
     "keypad",
+    "maintenance",
 }
 
 
@@ -113,6 +114,9 @@ def test_every_panel_returns_data_from_a_simulated_fleet(
         publisher.publish(topic("sim-0001", Channel.TELEMETRY), b"not json", qos=1).wait_for_publish(5)
         publisher.disconnect()
         assert wait_until(lambda: influx.count("dead_letter", "size_bytes") == 1, 5)
+        maintenance = controller.http.put("/v1/nodes/sim-0002/maintenance", json={"reason": "lock relay swap"})
+        assert maintenance.status_code == 200
+        assert wait_until(lambda: influx.count("maintenance", "reason") == 1, 5)
         assert wait_until(lambda: influx.count("telemetry") >= 12, 10)
     empty = []
     for query in panel_queries(load_dashboard()):

@@ -37,7 +37,7 @@ def _panels(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def panel_queries(dashboard: dict[str, Any], *, time_range: str = "1h", interval: str = "10s") -> list[PanelQuery]:
-    """Every panel target's raw InfluxQL with ``$timeFilter``, ``$__interval`` and ``$node`` expanded.
+    """Every panel target's and annotation's raw InfluxQL with ``$timeFilter``, ``$__interval`` and ``$node`` expanded.
 
     Raises ValueError naming the panel when it has no target, a target is not raw InfluxQL, or a macro is left.
     """
@@ -49,6 +49,16 @@ def panel_queries(dashboard: dict[str, Any], *, time_range: str = "1h", interval
         "${node}": ".*",
         "$node": ".*",
     }
+
+    def expand(title: str, ref_id: str, raw: str) -> PanelQuery:
+        query = raw
+        for macro, value in expansions.items():
+            query = query.replace(macro, value)
+        left = _MACRO.findall(query)
+        if left:
+            raise ValueError(f"panel {title!r} uses macros this check cannot expand: {left}")
+        return PanelQuery(title, ref_id, query)
+
     queries = []
     for panel in _panels(dashboard.get("panels", [])):
         title = panel.get("title", "<untitled>")
@@ -59,11 +69,9 @@ def panel_queries(dashboard: dict[str, Any], *, time_range: str = "1h", interval
             raw = target.get("query")
             if not target.get("rawQuery") or not raw:
                 raise ValueError(f"panel {title!r} target {target.get('refId')!r} is not a raw InfluxQL query")
-            query = raw
-            for macro, value in expansions.items():
-                query = query.replace(macro, value)
-            left = _MACRO.findall(query)
-            if left:
-                raise ValueError(f"panel {title!r} uses macros this check cannot expand: {left}")
-            queries.append(PanelQuery(title, str(target.get("refId", "A")), query))
+            queries.append(expand(title, str(target.get("refId", "A")), raw))
+    for annotation in dashboard.get("annotations", {}).get("list", []):
+        if annotation.get("builtIn"):
+            continue  # Grafana's own annotations, stored in Grafana
+        queries.append(expand(f"annotation {annotation.get('name')}", "annotation", annotation["query"]))
     return queries
