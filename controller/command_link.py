@@ -10,7 +10,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from schemas.broker import NO_TLS_FILES, TlsFiles, broker_address
+from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address
 
 log = logging.getLogger(__name__)
 
@@ -18,9 +18,9 @@ log = logging.getLogger(__name__)
 class CommandLink:
     """Publishes commands; paho reconnects by itself after the first connect."""
 
-    def __init__(self, url: str, client_id: str, tls_files: TlsFiles = NO_TLS_FILES) -> None:
+    def __init__(self, url: str, client_id: str, broker_files: BrokerFiles = NO_BROKER_FILES) -> None:
         self.url = url
-        broker = broker_address(url, tls_files)
+        broker = broker_address(url, broker_files)
         self._address = (broker.host, broker.port)
         self.connected = threading.Event()
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)

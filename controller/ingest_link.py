@@ -19,7 +19,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wai
 from controller import mqtt_wire as wire
 from controller.tls_channel import TlsChannel
 from schemas import Channel, fleet_filter
-from schemas.broker import NO_TLS_FILES, TlsFiles, broker_address
+from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class LinkSettings:
 
     url: str
     client_id: str
-    tls_files: TlsFiles = NO_TLS_FILES
+    broker_files: BrokerFiles = NO_BROKER_FILES
     share_group: str | None = None
     receive_maximum: int = 20000
     session_expiry_s: int = 3600
@@ -50,7 +50,7 @@ class IngestLink:
     def __init__(self, settings: LinkSettings, on_message: Callable[[str, bytes, AckToken | None], None]) -> None:
         self.settings = settings
         self._on_message = on_message
-        broker_address(settings.url, settings.tls_files)  # unreadable TLS files stop the controller at start
+        broker_address(settings.url, settings.broker_files)  # unreadable files stop the controller at start
         self.connected = threading.Event()
         self._stopping = threading.Event()
         self._send_lock = threading.Lock()
@@ -119,7 +119,7 @@ class IngestLink:
                     raise ConnectionResetError("the broker closed the session")
 
     def _session(self) -> None:
-        broker = broker_address(self.settings.url, self.settings.tls_files)  # re-read: certificates get renewed
+        broker = broker_address(self.settings.url, self.settings.broker_files)  # re-read: files get renewed
         raw = socket.create_connection((broker.host, broker.port), timeout=10)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         raw.settimeout(self.settings.keepalive_s / 2)

@@ -52,14 +52,14 @@ class Controller:
         self.link = IngestLink(
             LinkSettings(
                 url=str(settings.mqtt_url),
-                tls_files=settings.tls_files(),
+                broker_files=settings.broker_files(),
                 client_id=settings.client_id,
                 share_group=settings.share_group,
                 receive_maximum=settings.receive_maximum,
             ),
             self._on_message,
         )
-        self.commands = CommandLink(str(settings.mqtt_url), f"{settings.client_id}-commands", settings.tls_files())
+        self.commands = CommandLink(str(settings.mqtt_url), f"{settings.client_id}-commands", settings.broker_files())
         self.pipeline: WritePipeline[AckToken] = WritePipeline(
             self.writer,
             SeenWindow(),

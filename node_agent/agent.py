@@ -91,7 +91,7 @@ class Agent:
             LinkConfig(
                 url=str(settings.mqtt_url),
                 client_id=settings.node_id,
-                tls_files=settings.tls_files(),
+                broker_files=settings.broker_files(),
                 keepalive_s=settings.keepalive_s,
                 reconnect_max_s=settings.reconnect_max_s,
                 replay_rate_per_s=settings.replay_rate_per_s,

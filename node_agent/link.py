@@ -18,7 +18,7 @@ from paho.mqtt.properties import Properties
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from node_agent.outbox import Outbox
-from schemas.broker import NO_TLS_FILES, TlsFiles, broker_address
+from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class LinkConfig:
 
     url: str
     client_id: str
-    tls_files: TlsFiles = NO_TLS_FILES
+    broker_files: BrokerFiles = NO_BROKER_FILES
     keepalive_s: int = 30
     reconnect_min_s: float = 0.5
     reconnect_max_s: float = 30.0
@@ -62,7 +62,7 @@ class Link:
         on_command: Callable[[str, bytes], None],
     ) -> None:
         self.config = config
-        broker_address(config.url, config.tls_files)  # unreadable TLS files stop the agent at start, not later
+        broker_address(config.url, config.broker_files)  # unreadable files stop the agent at start, not later
         self._outbox = outbox
         self._connection_status = connection_status
         self._command_topic = command_topic
@@ -107,7 +107,7 @@ class Link:
         if self._status is None:
             self._status = self._connection_status()
         birth, will = self._status
-        broker = broker_address(self.config.url, self.config.tls_files)  # re-read: certificates get renewed
+        broker = broker_address(self.config.url, self.config.broker_files)  # re-read: files get renewed
         connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_properties.SessionExpiryInterval = SESSION_EXPIRY_S
         client = aiomqtt.Client(

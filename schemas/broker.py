@@ -1,8 +1,10 @@
-"""How every party reaches the broker: an ``mqtt://`` or ``mqtts://`` URL with optional credentials, and TLS files.
+"""How every party reaches the broker: an ``mqtt://`` or ``mqtts://`` URL with optional credentials, and files.
 
-``mqtts://`` encrypts the connection and verifies the broker's certificate (against ``ca_file``, else the system's
-trust store); a ``cert_file`` (and its ``key_file``) also identifies the client by certificate, as a broker with
-``require_certificate`` expects. Building the TLS context reads the files; nothing here connects.
+The password can come from a file instead of the URL (a container secret, a systemd credential), so it shows in
+no process list or environment. ``mqtts://`` encrypts the connection and verifies the broker's certificate
+(against ``ca_file``, else the system's trust store); a ``cert_file`` (and its ``key_file``) also identifies the
+client by certificate, as a broker with ``require_certificate`` expects. Building the address reads the files;
+nothing here connects.
 """
 
 import ssl
@@ -18,16 +20,17 @@ SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 
 
 @dataclass(frozen=True)
-class TlsFiles:
-    """PEM files for ``mqtts://``: the CA to trust, and the client's own certificate and key."""
+class BrokerFiles:
+    """The password file, and PEM files for ``mqtts://``: the CA to trust, the client's own certificate and key."""
 
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    password_file: Path | None = None
 
 
-NO_TLS_FILES: Final = TlsFiles()
-"""Plain ``mqtt://``, or ``mqtts://`` trusting the system's CA store with no client certificate."""
+NO_BROKER_FILES: Final = BrokerFiles()
+"""No files: the URL says everything (``mqtts://`` then trusts the system's CA store, with no client certificate)."""
 
 
 @dataclass(frozen=True)
@@ -42,20 +45,22 @@ class BrokerAddress:
     """None for plain ``mqtt://``."""
 
 
-def check_url(url: str, files: TlsFiles = NO_TLS_FILES) -> None:
+def check_url(url: str, files: BrokerFiles = NO_BROKER_FILES) -> None:
     """Raise ValueError, saying what to change, when ``url`` and ``files`` don't make a usable broker address."""
     scheme = urlsplit(url).scheme
     if scheme not in SCHEMES:
         raise ValueError(f"broker URL scheme {scheme!r} is not supported: use mqtt:// or mqtts://")
-    given = [name for name, path in vars(files).items() if path is not None]
+    given = [name for name in ("ca_file", "cert_file", "key_file") if getattr(files, name) is not None]
     if scheme == "mqtt" and given:
         raise ValueError(f"{', '.join(given)} given, but the broker URL is mqtt://: use mqtts:// to connect with TLS")
     if files.key_file is not None and files.cert_file is None:
         raise ValueError("key_file given without cert_file: a client certificate needs both")
+    if files.password_file is not None and urlsplit(url).password is not None:
+        raise ValueError("a password in the broker URL and a password_file: give only one")
 
 
-def broker_address(url: str, files: TlsFiles = NO_TLS_FILES) -> BrokerAddress:
-    """Parse ``url`` (percent-escapes in the credentials decoded) and build its TLS context."""
+def broker_address(url: str, files: BrokerFiles = NO_BROKER_FILES) -> BrokerAddress:
+    """Parse ``url`` (percent-escapes in the credentials decoded), read the password file, build the TLS context."""
     check_url(url, files)
     parts = urlsplit(url)
     context = None
@@ -67,9 +72,15 @@ def broker_address(url: str, files: TlsFiles = NO_TLS_FILES) -> BrokerAddress:
         host=parts.hostname or "127.0.0.1",
         port=parts.port or SCHEMES[parts.scheme],
         username=unquote(parts.username) if parts.username else None,
-        password=unquote(parts.password) if parts.password is not None else None,
+        password=_password(parts.password, files.password_file),
         tls=context,
     )
+
+
+def _password(in_url: str | None, password_file: Path | None) -> str | None:
+    if password_file is not None:
+        return password_file.read_text().strip("\r\n")
+    return unquote(in_url) if in_url is not None else None
 
 
 class BrokerSettings(BaseModel):
@@ -86,12 +97,15 @@ class BrokerSettings(BaseModel):
         default=None, description="mqtts: PEM client certificate, for brokers that require one."
     )
     mqtt_key_file: FilePath | None = Field(default=None, description="mqtts: PEM key of the client certificate.")
+    mqtt_password_file: FilePath | None = Field(
+        default=None, description="A file holding the broker password (instead of one in the URL), e.g. a secret."
+    )
 
     @model_validator(mode="after")
     def _usable(self) -> Self:
-        check_url(str(self.mqtt_url), self.tls_files())
+        check_url(str(self.mqtt_url), self.broker_files())
         return self
 
-    def tls_files(self) -> TlsFiles:
-        """The TLS files as :func:`broker_address` takes them."""
-        return TlsFiles(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file)
+    def broker_files(self) -> BrokerFiles:
+        """The files as :func:`broker_address` takes them."""
+        return BrokerFiles(self.mqtt_ca_file, self.mqtt_cert_file, self.mqtt_key_file, self.mqtt_password_file)

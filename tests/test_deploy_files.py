@@ -51,6 +51,8 @@ def test_bind_mounts_and_configs_exist() -> None:
                 assert source in compose["volumes"], f"named volume {source} is not declared"
         for config in service.get("configs", []):
             assert config["source"] in compose["configs"]
+        for secret in service.get("secrets", []):
+            assert secret in compose["secrets"], f"secret {secret} is not declared"
 
 
 def test_dockerfile_copies_every_package_and_the_lock() -> None:
@@ -67,3 +69,9 @@ def test_grafana_datasource_uses_influxql_with_token_auth() -> None:
     assert source["type"] == "influxdb"
     assert source["jsonData"].get("version", "InfluxQL") == "InfluxQL"
     assert source["secureJsonData"]["httpHeaderValue1"].startswith("Token ")
+
+
+def test_secret_files_are_kept_out_of_git() -> None:
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    for secret in _compose()["secrets"].values():
+        assert secret["file"].removeprefix("./") in ignored, f"{secret['file']} could be committed"

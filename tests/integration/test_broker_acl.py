@@ -154,11 +154,14 @@ def test_a_locker_writes_only_its_own_reports_and_reads_only_its_own_commands(br
 def test_the_controller_and_an_agent_work_through_the_rules(
     broker: Broker, influx: InfluxClient, tmp_path: Path
 ) -> None:
+    password_file = tmp_path / "controller.password"  # as compose hands it over: a secret file
+    password_file.write_text(PASSWORDS["controller"] + "\n")
     controller = ControllerThread(
-        broker.url("controller"),
+        f"mqtt://controller@127.0.0.1:{broker.port}",
         influx.url,
         influx.db,
         tmp_path / "controller.sqlite3",
+        mqtt_password_file=password_file,
         share_group="acl",
         batch_max_age_s=0.05,
     ).start()
