@@ -34,11 +34,18 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
     return True
 
 
-def connect(url: str, client_id: str = "", *, persistent: bool = False) -> mqtt.Client:
+def connect(
+    url: str,
+    client_id: str = "",
+    *,
+    persistent: bool = False,
+    on_message: Callable[[mqtt.Client, object, mqtt.MQTTMessage], None] | None = None,
+) -> mqtt.Client:
     """A connected MQTT 5 client with its network loop running (reconnecting by itself).
 
     ``persistent`` keeps the session on the broker (clean start off, one hour expiry), so messages published
-    while this client is disconnected are delivered when it returns.
+    while this client is disconnected are delivered when it returns: right after the connection is accepted,
+    which is why ``on_message`` is set before connecting.
     """
     parts = urlsplit(url)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
@@ -56,6 +63,8 @@ def connect(url: str, client_id: str = "", *, persistent: bool = False) -> mqtt.
             connected.set()
 
     client.on_connect = on_connect
+    if on_message is not None:
+        client.on_message = on_message
     client.connect(parts.hostname or "127.0.0.1", parts.port or 1883, clean_start=not persistent, properties=properties)
     client.loop_start()
     if not connected.wait(5):
@@ -71,8 +80,7 @@ class Capture:
         self.messages: list[Delivered] = []
         self._lock = threading.Lock()
         subscribed = threading.Event()
-        self._client = connect(url, client_id, persistent=bool(client_id))
-        self._client.on_message = self._on_message
+        self._client = connect(url, client_id, persistent=bool(client_id), on_message=self._on_message)
         self._client.on_subscribe = lambda *_args: subscribed.set()
         self._client.subscribe(topic_filter, qos)
         if not subscribed.wait(5):
