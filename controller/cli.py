@@ -8,7 +8,13 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
 
-from controller.settings import ControllerSettings, DemoSettings, KeySettings, OperatorKeySettings
+from controller.settings import (
+    ControllerSettings,
+    DemoSettings,
+    KeySettings,
+    OperatorKeySettings,
+    RevokeKeySettings,
+)
 from node_agent.settings import AgentSettings, SimSettings
 
 
@@ -47,6 +53,25 @@ def _issue_operator_key(settings: BaseSettings) -> int:
     return 0
 
 
+def _revoke_key(settings: BaseSettings) -> int:
+    from controller.operator_store import OperatorStore  # noqa: PLC0415
+    from controller.reservation_store import ReservationStore  # noqa: PLC0415
+
+    assert isinstance(settings, RevokeKeySettings)
+    store = ReservationStore(settings.store_url())
+    try:
+        if store.revoke_api_key(settings.key_id):
+            print(f"revoked courier partner key {settings.key_id}; requests with it now get 401")
+            return 0
+        if OperatorStore(store.engine).revoke_key(settings.key_id):
+            print(f"revoked operator key {settings.key_id}; requests with it now get 401")
+            return 0
+    finally:
+        store.close()
+    print(f"no key {settings.key_id} in {settings.store_url()}; check the id and --store-path", file=sys.stderr)
+    return 1
+
+
 def _run_agent(settings: BaseSettings) -> int:
     from node_agent.main import run_agent  # noqa: PLC0415 - the controller process never loads the agent
 
@@ -78,6 +103,7 @@ COMMANDS: dict[str, tuple[str, type[BaseSettings], Callable[[BaseSettings], int]
         OperatorKeySettings,
         _issue_operator_key,
     ),
+    "revoke-key": ("revoke a partner's or an operator's API key by its id", RevokeKeySettings, _revoke_key),
     "demo": ("start a local broker and a simulated fleet, open a door", DemoSettings, _run_demo),
 }
 

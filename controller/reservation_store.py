@@ -309,6 +309,12 @@ class ReservationStore:
             )
         return new.token
 
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke a partner's key by its id (the part after ``lf_``); False when there is no such key."""
+        with self.engine.begin() as db:
+            done = db.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(revoked=True))
+        return done.rowcount > 0
+
     def authenticate(self, token: str) -> ApiKey | None:
         """The key a token belongs to, or None (unknown, revoked, or wrong secret)."""
         found = api_tokens.split(token, PARTNER_TOKEN_PREFIX)

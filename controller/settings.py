@@ -114,6 +114,23 @@ class OperatorKeySettings(BaseSettings):
         return self.reservations_url or reservations_sqlite_url(self.store_path)
 
 
+class RevokeKeySettings(BaseSettings):
+    """Settings of ``lockerfleet revoke-key``: revoke a courier partner's or an operator's API key."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+    key_id: str = Field(
+        pattern=r"^[0-9a-f]{16}$",
+        description="The key's id: the 16 hex digits after lf_ or lfop_ in the token (never send the whole token).",
+    )
+    store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="As for the controller.")
+    reservations_url: str | None = Field(default=None, description="As for the controller.")
+
+    def store_url(self) -> str:
+        """The store the controller with the same settings uses."""
+        return self.reservations_url or reservations_sqlite_url(self.store_path)
+
+
 def reservations_sqlite_url(store_path: Path) -> str:
     """Default reservation store: an SQLite file beside the fleet store."""
     return f"sqlite:///{store_path.with_name(store_path.stem + '-reservations.sqlite3')}"

@@ -8,7 +8,7 @@ from pydantic_settings import BaseSettings, CliApp
 from controller.cli import COMMANDS, main
 from controller.operator_store import OperatorStore
 from controller.reservation_store import ReservationStore
-from controller.settings import ControllerSettings, OperatorKeySettings, reservations_sqlite_url
+from controller.settings import ControllerSettings, OperatorKeySettings, RevokeKeySettings, reservations_sqlite_url
 from node_agent.settings import AgentSettings
 
 
@@ -73,7 +73,7 @@ def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid choice" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("settings_cls", [ControllerSettings, AgentSettings, OperatorKeySettings])
+@pytest.mark.parametrize("settings_cls", [ControllerSettings, AgentSettings, OperatorKeySettings, RevokeKeySettings])
 def test_every_setting_is_documented(settings_cls: type[BaseSettings]) -> None:
     undocumented = [name for name, f in settings_cls.model_fields.items() if not f.description]
     assert not undocumented
@@ -104,3 +104,23 @@ def test_operator_key_issues_a_working_operator_key(capsys: pytest.CaptureFixtur
     assert store.authenticate(token) is None  # not a courier partner's key
     store.close()
     assert main(["operator-key", "--operator", "no spaces", "--store-path", str(store_path)]) == 2
+
+
+def test_revoke_key_shuts_out_a_partner_key_and_an_operator_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    store_path = tmp_path / "fleet.sqlite3"
+    assert main(["keys", "--partner", "acme", "--sites", '["centre"]', "--store-path", str(store_path)]) == 0
+    assert main(["operator-key", "--operator", "alice", "--store-path", str(store_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    partner_token, operator_token = lines[1], lines[3]
+    for token in (partner_token, operator_token):
+        key_id = token.split("_")[1]
+        assert main(["revoke-key", "--key-id", key_id, "--store-path", str(store_path)]) == 0
+        assert "revoked" in capsys.readouterr().out
+    store = ReservationStore(reservations_sqlite_url(store_path))
+    assert store.authenticate(partner_token) is None
+    assert OperatorStore(store.engine).authenticate(operator_token) is None
+    store.close()
+    assert main(["revoke-key", "--key-id", "0123456789abcdef", "--store-path", str(store_path)]) == 1
+    assert "no key 0123456789abcdef" in capsys.readouterr().err
