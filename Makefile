@@ -2,7 +2,6 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := mosquitto mosquitto-clients influxdb prometheus postgresql
 
 .PHONY: demo test lint services lock schemas clean
 
@@ -13,7 +12,8 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-## services: install the Debian packages the demo and the tests run (mosquitto, influxdb, promtool, postgresql)
+## services: install the Debian packages the demo and the tests run (mosquitto, influxdb, promtool, postgresql,
+## openssl for the TLS tests' throwaway CA)
 services:
 	@missing=""; \
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
@@ -21,6 +21,7 @@ services:
 	command -v influxd >/dev/null || missing="$$missing influxdb"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -7,7 +7,10 @@ reference. `mosquitto_pub -l` processes (one per simulated node, QoS 1) publish 
 handled); for the controller, "handled" means stored in InfluxDB and acknowledged, and the stored count is then
 checked in InfluxDB (0 lost, none twice).
 
-    python -m benchmarks.ingest --messages 300000
+    python -m benchmarks.ingest --messages 300000 [--controllers 2] [--tls]
+
+With ``--tls`` both consumers (controller and reference) read from a TLS listener of the same broker (a
+throwaway CA made with openssl), while the publishers keep the plain one.
 """
 
 import argparse
@@ -24,6 +27,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks._proc import usage
+from controller.local_pki import LocalPki
 from controller.local_services import Influxd, Mosquitto, free_port
 from controller.operator_store import issue_operator_key
 from controller.settings import reservations_sqlite_url
@@ -145,53 +149,80 @@ def main() -> None:
     parser.add_argument("--publishers", type=int, default=4, help="mosquitto_pub processes (one node each)")
     parser.add_argument("--controllers", type=int, default=1, help="controller processes sharing the load")
     parser.add_argument("--inflight", type=int, default=1000, help="mosquitto_pub -M (QoS 1 window)")
+    parser.add_argument("--tls", action="store_true", help="consumers read over TLS (mqtts://)")
     args = parser.parse_args()
     per_pub = args.messages // args.publishers
     total = per_pub * args.publishers
     start = datetime(2026, 1, 1, tzinfo=UTC)
     payloads = [flood(f"bench-{p}", per_pub, start) for p in range(args.publishers)]
-    with tempfile.TemporaryDirectory() as tmp, Mosquitto(Path(tmp) / "mq") as broker, Influxd(Path(tmp) / "ix") as ix:
-        controllers = start_controllers(args.controllers, broker, ix, tmp)
-        reference = ["mosquitto_sub", "-p", str(broker.port), "-q", "1", "-t", fleet_filter(Channel.TELEMETRY)]
-        sub = subprocess.Popen([*reference, "-C", str(total)], stdout=subprocess.DEVNULL)
-        time.sleep(1.0)
-        cpu0 = [usage(proc.pid).cpu_s for proc, _ in controllers]
-        t0 = time.perf_counter()
-        pubs = publish(broker, payloads, args.inflight)
-        # mosquitto_pub -l drops what is still queued when its input ends: keep stdin open until all is delivered.
-        t_sub = t_ctrl = None
-        while t_ctrl is None or t_sub is None:
-            now = time.perf_counter()
-            if t_sub is None and sub.poll() is not None:
-                t_sub = now - t0
-            if t_ctrl is None:
-                states = [ingested(http) for _, http in controllers]
-                if sum(done for done, _ in states) >= total and all(waiting == 0 for _, waiting in states):
-                    t_ctrl = now - t0
-            if now - t0 > 900:
-                sys.exit("timed out after 900 s")
-            time.sleep(0.05)
-        cpu = sum(usage(proc.pid).cpu_s - before for (proc, _), before in zip(controllers, cpu0, strict=True))
-        for pub in pubs:
-            assert pub.stdin is not None
-            pub.stdin.close()
-            pub.wait()
-        query = {"db": "bench", "q": 'SELECT count("seq") FROM "telemetry"'}
-        stored = httpx.get(f"{ix.url}/query", params=query, timeout=120).json()["results"][0]["series"][0]["values"]
-        slow_writes = 0.0
-        for proc, http in controllers:
-            text = http.get("/metrics").text
-            within = re.search(r'^lockerfleet_influx_write_seconds_bucket\{le="1.0"\} (\S+)$', text, re.M)
-            count = re.search(r"^lockerfleet_influx_write_seconds_count (\S+)$", text, re.M)
-            if within and count:
-                slow_writes += float(count.group(1)) - float(within.group(1))
-            http.close()
-            proc.terminate()
-            proc.wait(30)
-        for log in sorted(Path(tmp).glob("controller-*.log")):
-            for line in log.read_text().splitlines():
-                if "level=WARNING" in line or "level=ERROR" in line:
-                    print(f"{log.name}: {line}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as tmp:
+        consumer_port, tls_config, consumer_tls, sub_tls = None, "", {}, []
+        if args.tls:
+            pki = LocalPki(Path(tmp) / "pki")
+            cert, key = pki.issue("broker", server=True)
+            consumer_port = free_port()
+            tls_config = f"listener {consumer_port} 127.0.0.1\ncafile {pki.ca_cert}\ncertfile {cert}\nkeyfile {key}"
+            consumer_tls = {"mqtt_url": f"mqtts://127.0.0.1:{consumer_port}", "mqtt_ca_file": str(pki.ca_cert)}
+            sub_tls = ["--cafile", str(pki.ca_cert)]
+        with Mosquitto(Path(tmp) / "mq", extra_config=tls_config) as broker, Influxd(Path(tmp) / "ix") as ix:
+            _run(args, payloads, total, broker, ix, tmp, consumer_port or broker.port, consumer_tls, sub_tls)
+
+
+def _run(
+    args: argparse.Namespace,
+    payloads: list[bytes],
+    total: int,
+    broker: Mosquitto,
+    ix: Influxd,
+    tmp: str,
+    consumer_port: int,
+    consumer_tls: dict[str, str],
+    sub_tls: list[str],
+) -> None:
+    """Flood ``broker`` and measure the controller(s) and the reference reading from ``consumer_port``."""
+    controllers = start_controllers(args.controllers, broker, ix, tmp, **consumer_tls)
+    port = str(consumer_port)
+    reference = ["mosquitto_sub", "-h", "127.0.0.1", "-p", port, *sub_tls, "-q", "1"]
+    reference += ["-t", fleet_filter(Channel.TELEMETRY)]
+    sub = subprocess.Popen([*reference, "-C", str(total)], stdout=subprocess.DEVNULL)
+    time.sleep(1.0)
+    cpu0 = [usage(proc.pid).cpu_s for proc, _ in controllers]
+    t0 = time.perf_counter()
+    pubs = publish(broker, payloads, args.inflight)
+    # mosquitto_pub -l drops what is still queued when its input ends: keep stdin open until all is delivered.
+    t_sub = t_ctrl = None
+    while t_ctrl is None or t_sub is None:
+        now = time.perf_counter()
+        if t_sub is None and sub.poll() is not None:
+            t_sub = now - t0
+        if t_ctrl is None:
+            states = [ingested(http) for _, http in controllers]
+            if sum(done for done, _ in states) >= total and all(waiting == 0 for _, waiting in states):
+                t_ctrl = now - t0
+        if now - t0 > 900:
+            sys.exit("timed out after 900 s")
+        time.sleep(0.05)
+    cpu = sum(usage(proc.pid).cpu_s - before for (proc, _), before in zip(controllers, cpu0, strict=True))
+    for pub in pubs:
+        assert pub.stdin is not None
+        pub.stdin.close()
+        pub.wait()
+    query = {"db": "bench", "q": 'SELECT count("seq") FROM "telemetry"'}
+    stored = httpx.get(f"{ix.url}/query", params=query, timeout=120).json()["results"][0]["series"][0]["values"]
+    slow_writes = 0.0
+    for proc, http in controllers:
+        text = http.get("/metrics").text
+        within = re.search(r'^lockerfleet_influx_write_seconds_bucket\{le="1.0"\} (\S+)$', text, re.M)
+        count = re.search(r"^lockerfleet_influx_write_seconds_count (\S+)$", text, re.M)
+        if within and count:
+            slow_writes += float(count.group(1)) - float(within.group(1))
+        http.close()
+        proc.terminate()
+        proc.wait(30)
+    for log in sorted(Path(tmp).glob("controller-*.log")):
+        for line in log.read_text().splitlines():
+            if "level=WARNING" in line or "level=ERROR" in line:
+                print(f"{log.name}: {line}", file=sys.stderr)
     report(args, total, stored[0][1], total / t_ctrl, total / t_sub, cpu)
     print(f"| InfluxDB writes slower than 1 s | {slow_writes:.0f} | | | |")
 
@@ -204,7 +235,8 @@ def report(args: argparse.Namespace, total: int, stored: int, ctrl_rate: float, 
     print(f"Date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n")
     print("| figure | controller | mosquitto_sub (reference) | ratio | target |")
     print("|---|---|---|---|---|")
-    print(f"| messages | {total:,} ({args.controllers} process(es)) | {total:,} | | >= 300,000 |")
+    over = ", over TLS" if args.tls else ""
+    print(f"| messages | {total:,} ({args.controllers} process(es){over}) | {total:,}{over} | | >= 300,000 |")
     print(f"| rate (msg/s) | {ctrl_rate:,.0f} | {sub_rate:,.0f} | {ctrl_rate / sub_rate:.2f}x | >= 0.9x |")
     print(f"| telemetry points in InfluxDB | {stored:,} (lost {total - stored}) | | | 0 lost |")
     print(f"| controller CPU per message (us) | {cpu / total * 1e6:.1f} | | | |")

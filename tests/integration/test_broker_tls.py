@@ -4,13 +4,13 @@ compose ACL applies), and a client that doesn't trust the broker, or has no cert
 
 import getpass
 import logging
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from controller.local_pki import LocalPki
 from controller.local_services import Mosquitto, free_port
 from node_agent.agent import Agent
 from node_agent.settings import AgentSettings
@@ -24,62 +24,9 @@ from tests.integration.test_broker_acl import Broker
 pytestmark = pytest.mark.integration
 
 
-class Pki:
-    """A throwaway CA with a server certificate for 127.0.0.1 and client certificates, made with openssl."""
-
-    def __init__(self, root: Path, name: str = "ca") -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        self.root = root
-        self.ca_key, self.ca_cert = root / f"{name}.key", root / f"{name}.crt"
-        self._openssl(
-            "req",
-            "-x509",
-            *self._new_key(self.ca_key),
-            "-out",
-            str(self.ca_cert),
-            "-days",
-            "1",
-            "-subj",
-            f"/CN=lockerfleet test {name}",
-        )
-
-    def issue(self, common_name: str, server: bool = False) -> tuple[Path, Path]:
-        """A certificate and key for ``common_name``, signed by this CA."""
-        key, csr, cert = (self.root / f"{common_name}.{ext}" for ext in ("key", "csr", "crt"))
-        self._openssl("req", *self._new_key(key), "-out", str(csr), "-subj", f"/CN={common_name}")
-        extensions = self.root / f"{common_name}.ext"
-        extensions.write_text("subjectAltName=IP:127.0.0.1\n" if server else "extendedKeyUsage=clientAuth\n")
-        self._openssl(
-            "x509",
-            "-req",
-            "-in",
-            str(csr),
-            "-CA",
-            str(self.ca_cert),
-            "-CAkey",
-            str(self.ca_key),
-            "-CAcreateserial",
-            "-out",
-            str(cert),
-            "-days",
-            "1",
-            "-extfile",
-            str(extensions),
-        )
-        return cert, key
-
-    @staticmethod
-    def _new_key(path: Path) -> list[str]:
-        return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(path)]
-
-    @staticmethod
-    def _openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
 @pytest.fixture
-def tls_broker(tmp_path: Path) -> Iterator[tuple[Pki, int]]:
-    pki = Pki(tmp_path / "pki")
+def tls_broker(tmp_path: Path) -> Iterator[tuple[LocalPki, int]]:
+    pki = LocalPki(tmp_path / "pki")
     server_cert, server_key = pki.issue("broker", server=True)
     acl = tmp_path / "acl"
     acl.write_text(Broker.compose_config("mosquitto_acl"))
@@ -117,7 +64,7 @@ def agent_settings(port: int, tmp_path: Path, ca: Path, cert: Path | None, key: 
 
 
 def test_the_controller_and_an_agent_work_over_mutual_tls(
-    tls_broker: tuple[Pki, int], influx: InfluxClient, tmp_path: Path
+    tls_broker: tuple[LocalPki, int], influx: InfluxClient, tmp_path: Path
 ) -> None:
     pki, port = tls_broker
     controller_cert, controller_key = pki.issue("controller")
@@ -148,11 +95,11 @@ def test_the_controller_and_an_agent_work_over_mutual_tls(
 
 
 def test_an_agent_that_does_not_trust_the_broker_or_has_no_certificate_never_connects(
-    tls_broker: tuple[Pki, int], tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tls_broker: tuple[LocalPki, int], tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     pki, port = tls_broker
     node_cert, node_key = pki.issue("node-1")
-    stranger = Pki(tmp_path / "other-pki", "other-ca")
+    stranger = LocalPki(tmp_path / "other-pki", "other-ca")
     caplog.set_level(logging.WARNING)
     for ca, cert, key, why in (
         (stranger.ca_cert, node_cert, node_key, "CERTIFICATE_VERIFY_FAILED"),  # the broker's certificate is unknown
