@@ -1,8 +1,8 @@
 """What operators own in the controller's store: their API keys and which nodes are under maintenance.
 
-It shares the reservation store's database (SQLite by default, PostgreSQL by URL) through its engine. The tables
-are separate from the courier partners' so an operator key can never reserve and a partner key can never drive a
-node directly.
+It shares the reservation store's database (SQLite by default, PostgreSQL by URL) through its engine, and that
+store's migrations create its tables. They are separate from the courier partners' tables, so an operator key can
+never reserve and a partner key can never drive a node directly.
 """
 
 from dataclasses import dataclass
@@ -13,14 +13,14 @@ import sqlalchemy as sa
 from controller import api_tokens
 from controller.reservation_store import ReservationStore, from_db_time
 
-_metadata = sa.MetaData()
+METADATA = sa.MetaData()
 
 TOKEN_PREFIX = "lfop"  # noqa: S105 - a prefix, not a secret
 """Operator tokens read ``lfop_<key id>_<secret>`` (courier partner keys start ``lf_``)."""
 
 operator_keys = sa.Table(
     "operator_keys",
-    _metadata,
+    METADATA,
     sa.Column("key_id", sa.String(32), primary_key=True),
     sa.Column("operator", sa.String(64), nullable=False),
     sa.Column("secret_sha256", sa.String(64), nullable=False),
@@ -30,7 +30,7 @@ operator_keys = sa.Table(
 
 node_maintenance = sa.Table(
     "node_maintenance",
-    _metadata,
+    METADATA,
     sa.Column("node_id", sa.String(64), primary_key=True),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("since", sa.DateTime(timezone=True), nullable=False),
@@ -59,8 +59,7 @@ class OperatorStore:
     """Operator keys and maintenance flags in the database behind ``engine``."""
 
     def __init__(self, engine: sa.Engine) -> None:
-        self.engine = engine
-        _metadata.create_all(engine)
+        self.engine = engine  # its tables come with the store's migrations
 
     def create_key(self, operator: str, now: datetime) -> str:
         """A new key for ``operator``; the returned token is shown once, only its hash is kept."""

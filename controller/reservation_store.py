@@ -14,9 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from controller import api_tokens
+from controller import api_tokens, migrations
 
-_metadata = sa.MetaData()
+METADATA = sa.MetaData()
 
 PARTNER_TOKEN_PREFIX = "lf"  # noqa: S105 - a prefix, not a secret
 """Courier partner tokens read ``lf_<key id>_<secret>``."""
@@ -42,7 +42,7 @@ _ACTIVE = sorted(state.value for state in ACTIVE_STATES)
 
 reservations = sa.Table(
     "reservations",
-    _metadata,
+    METADATA,
     sa.Column("reservation_id", sa.String(64), primary_key=True),
     sa.Column("partner", sa.String(64), nullable=False),
     sa.Column("site_id", sa.String(64), nullable=False),
@@ -71,7 +71,7 @@ sa.Index(
 
 api_keys = sa.Table(
     "api_keys",
-    _metadata,
+    METADATA,
     sa.Column("key_id", sa.String(32), primary_key=True),
     sa.Column("partner", sa.String(64), nullable=False),
     sa.Column("secret_sha256", sa.String(64), nullable=False),
@@ -82,7 +82,7 @@ api_keys = sa.Table(
 
 idempotency = sa.Table(
     "idempotency",
-    _metadata,
+    METADATA,
     sa.Column("partner", sa.String(64), primary_key=True),
     sa.Column("idempotency_key", sa.String(128), primary_key=True),
     sa.Column("fingerprint", sa.String(64), nullable=False),
@@ -93,7 +93,7 @@ idempotency = sa.Table(
 
 partners = sa.Table(
     "partners",
-    _metadata,
+    METADATA,
     sa.Column("partner", sa.String(64), primary_key=True),
     sa.Column("webhook_url", sa.Text, nullable=False),
     sa.Column("webhook_secret", sa.String(64), nullable=False),
@@ -101,7 +101,7 @@ partners = sa.Table(
 
 webhooks = sa.Table(
     "webhooks",
-    _metadata,
+    METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("partner", sa.String(64), nullable=False),
     sa.Column("event_id", sa.String(64), nullable=False, unique=True),
@@ -114,14 +114,14 @@ webhooks = sa.Table(
 
 controller_secret = sa.Table(
     "controller_secret",
-    _metadata,
+    METADATA,
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("secret", sa.LargeBinary, nullable=False),
 )
 
 audit = sa.Table(
     "audit",
-    _metadata,
+    METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reservation_id", sa.String(64), nullable=False, index=True),
@@ -183,7 +183,7 @@ class ReservationStore:
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
-        _metadata.create_all(self.engine)
+        migrations.upgrade(self.engine)
 
     def close(self) -> None:
         """Release the connection pool."""
