@@ -76,6 +76,12 @@ class OperatorStore:
             )
         return new.token
 
+    def has_keys(self) -> bool:
+        """Whether any operator key is usable (issued and not revoked)."""
+        query = sa.select(sa.func.count()).select_from(operator_keys).where(operator_keys.c.revoked.is_(False))
+        with self.engine.connect() as db:
+            return bool(db.execute(query).scalar())
+
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key by its id; False when there is no such key."""
         with self.engine.begin() as db:

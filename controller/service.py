@@ -73,6 +73,12 @@ class Controller:
         )
         sites = json.loads(settings.sites_file.read_text()) if settings.sites_file else []
         self.operators = OperatorStore(self.reservation_store.engine)
+        if not self.operators.has_keys():
+            log.warning(
+                "no operator key in the store url=%s action=issue one with `lockerfleet operator-key --operator <you>` "
+                "(same --store-path or --reservations-url); /v1/nodes answers 401 until then",
+                self.reservation_store.engine.url.render_as_string(hide_password=True),
+            )
         self.maintenance: dict[str, Maintenance] = self.operators.maintenance()
         """Nodes an operator keeps out of the reservation pool (read on every decision, so kept in memory)."""
         self.metrics.nodes_in_maintenance.set_function(lambda: len(self.maintenance))

@@ -1,5 +1,6 @@
 """The operators' node API: operator keys only, and maintenance that takes a node out of the reservation pool."""
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,17 @@ from tests.harness.mqtt import wait_until
 pytestmark = pytest.mark.integration
 
 
-def test_the_node_api_needs_an_operator_key(start_controller: ControllerFactory, tmp_path: Path) -> None:
-    controller, partner_key, _other = start(start_controller, tmp_path)
+def test_the_node_api_needs_an_operator_key(
+    start_controller: ControllerFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="controller.service")
+    controller, partner_key, _other = start(start_controller, tmp_path)  # a new store: no operator key yet
+    told = [r.getMessage() for r in caplog.records if "no operator key" in r.getMessage()]
+    assert told and "lockerfleet operator-key" in told[0]
+    caplog.clear()
+    controller.stop()
+    controller = start_controller(sites_file=tmp_path / "sites.json")  # the runner issued one: nothing to say
+    assert not [r for r in caplog.records if "no operator key" in r.getMessage()]
     url = controller.url
     routes = [("GET", "/v1/nodes"), ("GET", "/v1/nodes/node-1"), ("POST", "/v1/nodes/node-1/compartments/A1/open")]
     for method, path in routes:
