@@ -147,6 +147,10 @@ class IngestLink:
                     data = sock.recv(1 << 18)
                 except TimeoutError:
                     data = None
+                except OSError:
+                    if self._stopping.is_set():
+                        return  # our own DISCONNECT: a TLS peer may answer it with a reset
+                    raise
                 if data == b"":
                     return
                 if data:
