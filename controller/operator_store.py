@@ -84,19 +84,12 @@ class OperatorStore:
 
     def revoke_key(self, key_id: str) -> bool:
         """Revoke a key by its id; False when there is no such key."""
-        with self.engine.begin() as db:
-            done = db.execute(operator_keys.update().where(operator_keys.c.key_id == key_id).values(revoked=True))
-        return done.rowcount > 0
+        return api_tokens.revoke(self.engine, operator_keys, key_id)
 
     def authenticate(self, token: str) -> OperatorKey | None:
         """The key a token belongs to, or None (not an operator token, unknown, revoked, or wrong secret)."""
-        found = api_tokens.split(token, TOKEN_PREFIX)
-        if found is None:
-            return None
-        key_id, secret = found
-        with self.engine.connect() as db:
-            row = db.execute(operator_keys.select().where(operator_keys.c.key_id == key_id)).first()
-        if row is None or row.revoked or not api_tokens.matches(secret, row.secret_sha256):
+        row = api_tokens.find(self.engine, operator_keys, TOKEN_PREFIX, token)
+        if row is None:
             return None
         return OperatorKey(row.key_id, row.operator)
 

@@ -195,7 +195,7 @@ class ReservationStore:
         """Store a new reservation; :class:`DoubleBookingError` if its compartment is actively booked."""
         try:
             with self.engine.begin() as db:
-                db.execute(reservations.insert().values(**_row(reservation)))
+                db.execute(reservations.insert().values(**row_of(reservation)))
         except IntegrityError as exc:
             raise DoubleBookingError(f"{reservation.node_id}/{reservation.compartment} is already booked") from exc
 
@@ -209,7 +209,7 @@ class ReservationStore:
         now = _utc(reservation.created_at)
         try:
             with self.engine.begin() as db:
-                db.execute(reservations.insert().values(**_row(reservation)))
+                db.execute(reservations.insert().values(**row_of(reservation)))
                 db.execute(
                     audit.insert().values(
                         at=now,
@@ -311,19 +311,12 @@ class ReservationStore:
 
     def revoke_api_key(self, key_id: str) -> bool:
         """Revoke a partner's key by its id (the part after ``lf_``); False when there is no such key."""
-        with self.engine.begin() as db:
-            done = db.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(revoked=True))
-        return done.rowcount > 0
+        return api_tokens.revoke(self.engine, api_keys, key_id)
 
     def authenticate(self, token: str) -> ApiKey | None:
         """The key a token belongs to, or None (unknown, revoked, or wrong secret)."""
-        found = api_tokens.split(token, PARTNER_TOKEN_PREFIX)
-        if found is None:
-            return None
-        key_id, secret = found
-        with self.engine.connect() as db:
-            row = db.execute(api_keys.select().where(api_keys.c.key_id == key_id)).first()
-        if row is None or row.revoked or not api_tokens.matches(secret, row.secret_sha256):
+        row = api_tokens.find(self.engine, api_keys, PARTNER_TOKEN_PREFIX, token)
+        if row is None:
             return None
         return ApiKey(row.key_id, row.partner, frozenset(s for s in row.sites.split(",") if s))
 
@@ -446,7 +439,8 @@ def _utc(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
 
 
-def _row(r: Reservation) -> dict[str, Any]:
+def row_of(r: Reservation) -> dict[str, Any]:
+    """The table row of ``r``, times in UTC."""
     return {
         "reservation_id": r.reservation_id,
         "partner": r.partner,

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import AnyUrl, Field, SecretStr
+from pydantic import AnyUrl, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.broker import BrokerSettings
@@ -82,30 +82,9 @@ class DemoSettings(BaseSettings):
     )
 
 
-class KeySettings(BaseSettings):
-    """Settings of ``lockerfleet keys``: issue a courier partner's API key (and register its webhook)."""
+class StoreLocation(BaseModel):
+    """Where the controller's store is, for the commands that manage keys in it (mixed into their settings)."""
 
-    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
-
-    partner: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="The courier partner.")
-    sites: list[str] = Field(min_length=1, description='Sites the key may reserve at, e.g. \'["centre","north"]\'.')
-    webhook_url: str | None = Field(default=None, description="Where the partner receives signed reservation events.")
-    store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="As for the controller.")
-    reservations_url: str | None = Field(default=None, description="As for the controller.")
-
-    def store_url(self) -> str:
-        """The reservation store the controller with the same settings uses."""
-        return self.reservations_url or reservations_sqlite_url(self.store_path)
-
-
-class OperatorKeySettings(BaseSettings):
-    """Settings of ``lockerfleet operator-key``: issue an operator's API key (the ``/v1/nodes`` API)."""
-
-    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
-
-    operator: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$", description="Who holds the key (named in logs and views)."
-    )
     store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="As for the controller.")
     reservations_url: str | None = Field(default=None, description="As for the controller.")
 
@@ -114,7 +93,27 @@ class OperatorKeySettings(BaseSettings):
         return self.reservations_url or reservations_sqlite_url(self.store_path)
 
 
-class RevokeKeySettings(BaseSettings):
+class KeySettings(StoreLocation, BaseSettings):
+    """Settings of ``lockerfleet keys``: issue a courier partner's API key (and register its webhook)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+    partner: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="The courier partner.")
+    sites: list[str] = Field(min_length=1, description='Sites the key may reserve at, e.g. \'["centre","north"]\'.')
+    webhook_url: str | None = Field(default=None, description="Where the partner receives signed reservation events.")
+
+
+class OperatorKeySettings(StoreLocation, BaseSettings):
+    """Settings of ``lockerfleet operator-key``: issue an operator's API key (the ``/v1/nodes`` API)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+    operator: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$", description="Who holds the key (named in logs and views)."
+    )
+
+
+class RevokeKeySettings(StoreLocation, BaseSettings):
     """Settings of ``lockerfleet revoke-key``: revoke a courier partner's or an operator's API key."""
 
     model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
@@ -123,12 +122,6 @@ class RevokeKeySettings(BaseSettings):
         pattern=r"^[0-9a-f]{16}$",
         description="The key's id: the 16 hex digits after lf_ or lfop_ in the token (never send the whole token).",
     )
-    store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="As for the controller.")
-    reservations_url: str | None = Field(default=None, description="As for the controller.")
-
-    def store_url(self) -> str:
-        """The store the controller with the same settings uses."""
-        return self.reservations_url or reservations_sqlite_url(self.store_path)
 
 
 def reservations_sqlite_url(store_path: Path) -> str:

@@ -46,7 +46,9 @@ def test_a_store_made_before_migrations_is_adopted_and_upgraded_keeping_its_data
     with engine.begin() as connection:  # the previous release: its tables by create_all, no version table
         command.upgrade(migrations.alembic_config(connection), migrations.BASELINE)
         connection.execute(sa.text("DROP TABLE alembic_version"))
-        connection.execute(reservation_store.reservations.insert().values(**_row()))
+        connection.execute(
+            reservation_store.reservations.insert().values(**reservation_store.row_of(reservation("res-old")))
+        )
     engine.dispose()
 
     store = ReservationStore(store_url)
@@ -67,22 +69,3 @@ def test_every_revision_downgrades(store_url: str) -> None:
         command.downgrade(migrations.alembic_config(connection), "base")
         assert set(sa.inspect(connection).get_table_names()) == {"alembic_version"}
     store.close()
-
-
-def _row() -> dict[str, object]:
-    r = reservation("res-old")
-    return {
-        "reservation_id": r.reservation_id,
-        "partner": r.partner,
-        "site_id": r.site_id,
-        "size": r.size,
-        "parcel_ref": r.parcel_ref,
-        "priority": r.priority,
-        "state": r.state.value,
-        "node_id": r.node_id,
-        "compartment": r.compartment,
-        "hold_until": r.hold_until,
-        "pickup_until": r.pickup_until,
-        "created_at": r.created_at,
-        "updated_at": r.updated_at,
-    }
