@@ -18,6 +18,7 @@ from controller.local_services import Mosquitto, find_binary, free_port
 from node_agent.agent import Agent
 from node_agent.settings import AgentSettings
 from schemas import Channel, OpenCommand, encode, topic
+from schemas.broker import broker_address
 from tests.agent_mqtt.helpers import build_hardware, sim_profile
 from tests.harness.agent_runner import AgentThread
 from tests.harness.controller_runner import ControllerThread
@@ -81,12 +82,10 @@ def refused(url: str) -> bool:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     answers: list[bool] = []
     client.on_connect = lambda _c, _u, _f, rc, _p: answers.append(rc.is_failure)
-    parts = url.removeprefix("mqtt://").rsplit("@", 1)
-    if len(parts) == 2:
-        user, password = parts[0].split(":")
-        client.username_pw_set(user, password)
-    host, port = parts[-1].split(":")
-    client.connect(host, int(port))
+    broker = broker_address(url)
+    if broker.username:
+        client.username_pw_set(broker.username, broker.password)
+    client.connect(broker.host, broker.port)
     client.loop_start()
     wait_until(lambda: bool(answers), 5)
     client.loop_stop()
