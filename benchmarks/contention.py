@@ -26,8 +26,8 @@ import httpx
 
 from benchmarks.ingest import start_controllers
 from benchmarks.open_rtt import percentile
-from controller.local_services import Influxd, Mosquitto
-from controller.reservation_store import ReservationStore
+from controller.devstack.services import Influxd, Mosquitto
+from controller.store.reservations import ReservationStore
 
 REQUESTS = 1000
 THREADS = 50

@@ -27,10 +27,10 @@ from pathlib import Path
 import httpx
 
 from benchmarks._proc import usage
-from controller.local_pki import LocalPki
-from controller.local_services import Influxd, Mosquitto, free_port
-from controller.operator_store import issue_operator_key
+from controller.devstack.pki import LocalPki
+from controller.devstack.services import Influxd, Mosquitto, free_port
 from controller.settings import reservations_sqlite_url
+from controller.store.operators import issue_operator_key
 from schemas import (
     Battery,
     Channel,

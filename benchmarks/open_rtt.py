@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.ingest import start_controllers
-from controller.local_services import Influxd, Mosquitto
+from controller.devstack.services import Influxd, Mosquitto
 from schemas import Channel, OpenCommand, encode, topic
 
 

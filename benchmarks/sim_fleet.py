@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from benchmarks._proc import usage
-from controller.local_services import Mosquitto
+from controller.devstack.services import Mosquitto
 
 
 def main() -> None:

@@ -26,7 +26,7 @@ def _run_controller(settings: BaseSettings) -> int:
 
 
 def _issue_key(settings: BaseSettings) -> int:
-    from controller.reservation_store import ReservationStore  # noqa: PLC0415
+    from controller.store.reservations import ReservationStore  # noqa: PLC0415
 
     assert isinstance(settings, KeySettings)
     store = ReservationStore(settings.store_url())
@@ -44,7 +44,7 @@ def _issue_key(settings: BaseSettings) -> int:
 
 
 def _issue_operator_key(settings: BaseSettings) -> int:
-    from controller.operator_store import issue_operator_key  # noqa: PLC0415
+    from controller.store.operators import issue_operator_key  # noqa: PLC0415
 
     assert isinstance(settings, OperatorKeySettings)
     token = issue_operator_key(settings.store_url(), settings.operator)
@@ -54,8 +54,8 @@ def _issue_operator_key(settings: BaseSettings) -> int:
 
 
 def _revoke_key(settings: BaseSettings) -> int:
-    from controller.operator_store import OperatorStore  # noqa: PLC0415
-    from controller.reservation_store import ReservationStore  # noqa: PLC0415
+    from controller.store.operators import OperatorStore  # noqa: PLC0415
+    from controller.store.reservations import ReservationStore  # noqa: PLC0415
 
     assert isinstance(settings, RevokeKeySettings)
     store = ReservationStore(settings.store_url())
@@ -87,7 +87,7 @@ def _run_sim(settings: BaseSettings) -> int:
 
 
 def _run_demo(settings: BaseSettings) -> int:
-    from controller.demo import run_demo  # noqa: PLC0415
+    from controller.devstack.demo import run_demo  # noqa: PLC0415
 
     assert isinstance(settings, DemoSettings)
     return run_demo(settings)

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disa
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from controller.fleet import NodeState
+from controller.fleet.registry import NodeState
 
 disable_created_metrics()  # type: ignore[no-untyped-call] # the *_created series double every family and no dashboard reads them
 

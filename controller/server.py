@@ -2,7 +2,7 @@
 
 import uvicorn
 
-from controller.http_api import create_app
+from controller.api.app import create_app
 from controller.service import Controller
 from controller.settings import ControllerSettings
 from node_agent.logs import configure

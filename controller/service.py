@@ -8,23 +8,23 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from controller.command_link import CommandLink
-from controller.dedup import SeenWindow
-from controller.fleet import Fleet, NodeState
-from controller.fleet_store import SqliteFleetStore
-from controller.influx_writer import InfluxWriter
-from controller.ingest import Ingest
-from controller.ingest_link import AckToken, IngestLink, LinkSettings
-from controller.lineproto import courier_open_line, fleet_line, maintenance_line
+from controller.commands.pending import PendingOpens
+from controller.commands.rate_limit import TokenBucket
+from controller.fleet.registry import Fleet, NodeState
+from controller.influx.lineproto import courier_open_line, fleet_line, maintenance_line
+from controller.influx.writer import InfluxWriter
+from controller.ingest.dedup import SeenWindow
+from controller.ingest.handler import Ingest
+from controller.ingest.pipeline import WritePipeline
 from controller.metrics import Metrics
-from controller.opens import PendingOpens
-from controller.operator_store import Maintenance, OperatorStore
-from controller.rate_limit import TokenBucket
-from controller.reservation_store import ReservationStore
-from controller.reservations import Reservations, sites_from
+from controller.mqtt.ingest_session import AckToken, IngestLink, LinkSettings
+from controller.mqtt.publisher import CommandLink
+from controller.notify.webhooks import WebhookSender
+from controller.reservations.service import Reservations, sites_from
 from controller.settings import ControllerSettings, reservations_sqlite_url
-from controller.webhooks import WebhookSender
-from controller.write_pipeline import WritePipeline
+from controller.store.fleet import SqliteFleetStore
+from controller.store.operators import Maintenance, OperatorStore
+from controller.store.reservations import ReservationStore
 from schemas import Channel, Command, CommandResult, OpenCommand, ProvisionKeyCommand, StatusBirth, encode, topic
 from schemas.codes import node_key
 

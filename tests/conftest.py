@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import sqlalchemy
 
-from controller.local_services import Influxd, Mosquitto, Postgres, ServiceError
+from controller.devstack.services import Influxd, Mosquitto, Postgres, ServiceError
 from node_agent.agent import Agent
 from node_agent.hardware import Hardware
 from node_agent.settings import AgentSettings

@@ -6,9 +6,9 @@ import pytest
 from pydantic_settings import BaseSettings, CliApp
 
 from controller.cli import COMMANDS, main
-from controller.operator_store import OperatorStore
-from controller.reservation_store import ReservationStore
 from controller.settings import ControllerSettings, OperatorKeySettings, RevokeKeySettings, reservations_sqlite_url
+from controller.store.operators import OperatorStore
+from controller.store.reservations import ReservationStore
 from node_agent.settings import AgentSettings
 
 

@@ -100,6 +100,6 @@ def test_the_installed_package_carries_the_store_migrations(tmp_path: Path) -> N
     )
     [wheel] = tmp_path.glob("lockerfleet-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    revisions = {p.relative_to(ROOT).as_posix() for p in (ROOT / "controller/migrations/versions").glob("*.py")}
+    revisions = {p.relative_to(ROOT).as_posix() for p in (ROOT / "controller/store/migrations/versions").glob("*.py")}
     assert revisions and revisions <= names
-    assert "controller/migrations/env.py" in names
+    assert "controller/store/migrations/env.py" in names

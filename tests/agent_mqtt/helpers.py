@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from gpiozero.pins.mock import MockConnectedPin, MockFactory, MockPin
 
-from controller.local_services import Mosquitto
+from controller.devstack.services import Mosquitto
 from node_agent.board import BoardProfile, default_sim_profile
 from node_agent.hardware import Hardware
 from node_agent.sim.physics import BatteryModel, ThermalModel

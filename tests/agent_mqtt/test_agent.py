@@ -7,7 +7,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from controller.local_services import Mosquitto
+from controller.devstack.services import Mosquitto
 from schemas import (
     Channel,
     CommandCause,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.local_services import Mosquitto
+from controller.devstack.services import Mosquitto
 from node_agent.board import BoardProfile
 from node_agent.board import __file__ as board_module
 from schemas import Channel, CommandStatus, StatusBirth, StatusDeath, decode, topic

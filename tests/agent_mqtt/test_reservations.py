@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.local_services import Mosquitto
+from controller.devstack.services import Mosquitto
 from node_agent.keypad import KeypadRefusal
 from schemas import (
     CancelCommand,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.local_services import Mosquitto
+from controller.devstack.services import Mosquitto
 from node_agent.settings import SimSettings
 from node_agent.simulator import background_fleet
 from schemas import Channel, CommandStatus, encode, topic

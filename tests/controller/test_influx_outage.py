@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.local_services import Influxd, Mosquitto
+from controller.devstack.services import Influxd, Mosquitto
 from schemas import Channel, encode, topic
 from tests import samples
 from tests.harness.controller_runner import ControllerThread

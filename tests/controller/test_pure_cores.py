@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from controller.batching import Batcher
-from controller.dedup import MessageKey, SeenWindow
-from controller.fleet import STALE_FACTOR, Fleet, NodeState
-from controller.log_throttle import Throttle
-from controller.rate_limit import TokenBucket
+from controller.commands.rate_limit import TokenBucket
+from controller.fleet.registry import STALE_FACTOR, Fleet, NodeState
+from controller.ingest.batching import Batcher
+from controller.ingest.dedup import MessageKey, SeenWindow
+from controller.ingest.log_throttle import Throttle
 from schemas import StatusBirth, StatusDeath
 from tests import samples
 

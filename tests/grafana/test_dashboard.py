@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.local_services import Mosquitto
+from controller.devstack.services import Mosquitto
 from node_agent.settings import SimSettings
 from node_agent.simulator import background_fleet
 from schemas import Channel, topic

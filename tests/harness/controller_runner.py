@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from controller.http_api import create_app
-from controller.local_services import free_port
+from controller.api.app import create_app
+from controller.devstack.services import free_port
 from controller.service import Controller
 from controller.settings import ControllerSettings
 from tests.harness.mqtt import wait_until

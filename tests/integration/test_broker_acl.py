@@ -14,7 +14,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from controller.local_services import Mosquitto, find_binary, free_port
+from controller.devstack.services import Mosquitto, find_binary, free_port
 from node_agent.agent import Agent
 from node_agent.settings import AgentSettings
 from schemas import Channel, OpenCommand, encode, topic

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.local_pki import LocalPki
-from controller.local_services import Mosquitto, free_port
+from controller.devstack.pki import LocalPki
+from controller.devstack.services import Mosquitto, free_port
 from node_agent.agent import Agent
 from node_agent.settings import AgentSettings
 from tests.agent_mqtt.helpers import build_hardware, sim_profile

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from controller.lineproto import event_line, keypad_line, ledger_line, ns, result_line, telemetry_line
-from controller.local_services import Influxd, Mosquitto, ServiceError, find_binary
+from controller.devstack.services import Influxd, Mosquitto, ServiceError, find_binary
+from controller.influx.lineproto import event_line, keypad_line, ledger_line, ns, result_line, telemetry_line
 from schemas import Channel, Telemetry, decode_message, encode, topic
 from tests import samples
 from tests.harness.influx import InfluxClient

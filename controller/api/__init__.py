@@ -1,0 +1,1 @@
+"""HTTP routes only: map domain outcomes and errors to HTTP (operators' nodes, couriers' reservations)."""

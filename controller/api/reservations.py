@@ -1,0 +1,125 @@
+"""The courier reservations API: ``/v1/reservations`` with per-partner API keys and idempotency keys."""
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from controller.api.models import ApiError
+from controller.commands.rate_limit import KeyedLimits, RateLimitedError
+from controller.reservations.service import ReservationRequest, Reservations, ReservationView
+from controller.store import tokens as api_tokens
+from controller.store.operators import TOKEN_PREFIX as OPERATOR_TOKEN_PREFIX
+from controller.store.reservations import ApiKey, Reservation, StoredResponse
+
+_bearer = HTTPBearer(
+    auto_error=False, scheme_name="PartnerKey", description="A courier partner's API key: `Authorization: Bearer lf_…`."
+)
+ReservationIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
+
+
+def authenticate(reservations: Reservations, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+    """The caller's API key, or 401."""
+    if credentials is None:
+        raise HTTPException(401, "missing API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
+    key = reservations.store.authenticate(credentials.credentials)
+    if key is not None:
+        return key
+    if api_tokens.split(credentials.credentials, OPERATOR_TOKEN_PREFIX) is not None:
+        raise HTTPException(403, "an operator key cannot use the reservations API; use a courier partner's key")
+    raise HTTPException(401, "unknown or revoked API key", {"WWW-Authenticate": "Bearer"})
+
+
+def partner_key(reservations: Reservations) -> Callable[..., ApiKey]:
+    """A FastAPI dependency: the caller's API key, or 401."""
+
+    def partner(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+        return authenticate(reservations, credentials)
+
+    return partner
+
+
+def owned(reservations: Reservations, key: ApiKey, reservation_id: str) -> Reservation:
+    """The reservation if it belongs to ``key``'s partner; 404 or 403 otherwise."""
+    stored = reservations.store.get(reservation_id)
+    if stored is None:
+        raise HTTPException(404, f"no reservation {reservation_id!r}")
+    if stored.partner != key.partner:
+        raise HTTPException(403, "this reservation belongs to another partner")
+    return stored
+
+
+def reservations_router(reservations: Reservations, per_key: KeyedLimits, per_ip: KeyedLimits) -> APIRouter:
+    """Routes bound to ``reservations``; every POST counts against its API key's and its address's limits."""
+    router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
+    partner = partner_key(reservations)
+    # Decisions are serial anyway (one lock): one thread for them keeps a flash crowd of requests from
+    # crowding the decision out of the CPU (with a thread per request, its tail latency grew tenfold).
+    decider = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reservation-decider")
+
+    def within_limits(http: Request, key: ApiKey) -> None:
+        now = time.monotonic()
+        client = http.client.host if http.client else "unknown"
+        for limit, wait_s in (("key", per_key.take(key.key_id, now)), ("ip", per_ip.take(client, now))):
+            if wait_s > 0:
+                reservations.metrics.rate_limited.labels(limit).inc()
+                raise RateLimitedError(f"too many requests for this {limit}; retry in {wait_s:.1f} s", wait_s)
+
+    @router.post(
+        "",
+        status_code=201,
+        responses={
+            401: {"model": ApiError},
+            403: {"model": ApiError, "description": "The key is not scoped to this site."},
+            409: {"model": ApiError, "description": "No capacity; the body names the nearest sites that have some."},
+            429: {"model": ApiError, "description": "Too many requests for this key or address; see Retry-After."},
+            422: {"model": ApiError, "description": "Invalid body, or an Idempotency-Key reused for another request."},
+        },
+    )
+    async def create_reservation(
+        request: ReservationRequest,
+        http: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        idempotency_key: Annotated[str, Header(min_length=1, max_length=128)],
+    ) -> JSONResponse:
+        """Reserve a compartment at a site. It is ``pending`` until the node confirms the hold, then ``held``.
+
+        The same ``Idempotency-Key`` always gets the same answer, and never a second reservation.
+        """
+
+        def decide() -> StoredResponse:
+            key = authenticate(reservations, credentials)
+            within_limits(http, key)
+            if request.site not in key.sites:
+                raise HTTPException(403, f"this key may not reserve at site {request.site!r}")
+            return reservations.create(key, idempotency_key, request)
+
+        answer = await asyncio.get_running_loop().run_in_executor(decider, decide)
+        return JSONResponse(answer.body, status_code=answer.status_code)
+
+    @router.get(
+        "/{reservation_id}", responses={401: {"model": ApiError}, 403: {"model": ApiError}, 404: {"model": ApiError}}
+    )
+    def get_reservation(reservation_id: ReservationIdPath, key: Annotated[ApiKey, Depends(partner)]) -> ReservationView:
+        """One of the partner's reservations, as the node last reported it, with the code that applies now."""
+        return ReservationView.of(owned(reservations, key, reservation_id), reservations.secret)
+
+    @router.delete(
+        "/{reservation_id}",
+        status_code=202,
+        responses={401: {"model": ApiError}, 403: {"model": ApiError}, 404: {"model": ApiError}},
+    )
+    def cancel_reservation(
+        reservation_id: ReservationIdPath, key: Annotated[ApiKey, Depends(partner)]
+    ) -> ReservationView:
+        """Ask the node to release the hold; the state becomes ``cancelled`` when the node confirms."""
+        stored = owned(reservations, key, reservation_id)
+        reservations.cancel(stored)
+        return ReservationView.of(stored, reservations.secret)
+
+    return router

@@ -1,0 +1,1 @@
+"""Downlink commands: one owner for building, publishing, awaiting and recording every command."""

@@ -1,0 +1,1 @@
+"""Local development stack: private mosquitto/influxd runners, a throwaway PKI and the demo."""

@@ -1,0 +1,1 @@
+"""The fleet registry: each node's liveness, site, compartments and latest telemetry."""

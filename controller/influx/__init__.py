@@ -1,0 +1,1 @@
+"""InfluxDB: line protocol and the v1 /write client."""

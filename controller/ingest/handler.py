@@ -1,0 +1,150 @@
+"""Ingest: what happens to one delivered MQTT message, from bytes to the lines that store it.
+
+Validation with the contract, fleet updates, deduplication, line protocol, dead letters. No network I/O: the
+MQTT adapter calls :meth:`Ingest.handle` and hands the returned lines to the write pipeline, which acknowledges
+the message once they are stored.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+from controller.fleet.registry import Fleet
+from controller.influx.lineproto import (
+    dead_letter_line,
+    event_line,
+    keypad_line,
+    ledger_line,
+    result_line,
+    telemetry_line,
+)
+from controller.ingest.dedup import MessageKey
+from controller.ingest.log_throttle import Throttle
+from controller.metrics import Metrics
+from controller.store.fleet import FleetStore
+from schemas import (
+    Channel,
+    CommandResult,
+    Direction,
+    DoorEvent,
+    KeypadEvent,
+    LedgerEvent,
+    PayloadError,
+    RejectReason,
+    StatusBirth,
+    StatusDeath,
+    Telemetry,
+    decode_message,
+)
+
+log = logging.getLogger(__name__)
+
+NO_LINES: Final[list[str]] = []
+
+
+@dataclass(frozen=True, slots=True)
+class Handled:
+    """Lines that store a message, and its key to remember once they are stored (None: nothing to remember)."""
+
+    lines: list[str]
+    key: MessageKey | None = None
+
+
+class Ingest:
+    """Turns delivered messages into lines; called from one thread (the MQTT network loop)."""
+
+    def __init__(
+        self,
+        fleet: Fleet,
+        store: FleetStore,
+        metrics: Metrics,
+        *,
+        already_stored: Callable[[MessageKey], bool],
+        on_result: Callable[[CommandResult], None],
+        on_ledger: Callable[[LedgerEvent], None] = lambda _e: None,
+        on_birth: Callable[[StatusBirth], None] = lambda _b: None,
+        clock: Callable[[], float] = time.time,
+        dead_letter_max_bytes: int = 4096,
+    ) -> None:
+        self.fleet = fleet
+        self._store = store
+        self._metrics = metrics
+        self._already_stored = already_stored
+        self._on_result = on_result
+        self._on_ledger = on_ledger
+        self._on_birth = on_birth
+        self._clock = clock
+        self._dead_letter_max_bytes = dead_letter_max_bytes
+        self._throttle = Throttle(60.0)
+        self._last_dead_ns = 0
+        upward = [c for c in Channel if c.direction is Direction.UP]
+        self._ingested = {c: metrics.ingested.labels(c.value) for c in upward}
+        self._duplicates = {c: metrics.duplicates.labels(c.value) for c in upward}
+
+    def handle(self, topic: str, payload: bytes) -> Handled:
+        """Validate and route one message; never raises for bad input (it becomes a dead letter)."""
+        now = self._clock()
+        try:
+            where, message = decode_message(topic, payload)
+        except PayloadError as exc:
+            return Handled([self._dead_letter(exc, topic, payload, now)])
+        channel = where.channel
+        if isinstance(message, StatusBirth | StatusDeath):
+            record = self.fleet.apply_status(message, now)
+            if record is not None:
+                self._store.save(record)
+                if isinstance(message, StatusBirth):
+                    self._on_birth(message)
+            self._ingested[channel].inc()
+            return Handled(NO_LINES)
+        if not isinstance(message, Telemetry | DoorEvent | LedgerEvent | KeypadEvent | CommandResult):
+            # A command echoed on a node channel: not ours to store.
+            return Handled([self._dead_letter(_wrong_channel(topic), topic, payload, now)])
+        return self._node_message(channel, message, now)
+
+    def _node_message(
+        self, channel: Channel, message: Telemetry | DoorEvent | LedgerEvent | KeypadEvent | CommandResult, now: float
+    ) -> Handled:
+        key = MessageKey(message.node_id, message.boot_id, message.seq)
+        if self._already_stored(key):
+            self._duplicates[channel].inc()
+            return Handled(NO_LINES)
+        self._ingested[channel].inc()
+        if isinstance(message, Telemetry):
+            self.fleet.seen(message.node_id, now, message)
+            return Handled([telemetry_line(message)], key)
+        self.fleet.seen(message.node_id, now)
+        if isinstance(message, DoorEvent):
+            return Handled([event_line(message)], key)
+        if isinstance(message, LedgerEvent):
+            self._on_ledger(message)
+            return Handled([ledger_line(message)], key)
+        if isinstance(message, KeypadEvent):
+            return Handled([keypad_line(message)], key)
+        self._on_result(message)
+        return Handled([result_line(message)], key)
+
+    def _dead_letter(self, error: PayloadError, topic: str, payload: bytes, now: float) -> str:
+        reason = error.reason.value
+        self._metrics.rejected.labels(reason).inc()
+        held = self._throttle.allow(reason, now)
+        if held is not None:
+            log.warning(
+                "message refused reason=%s topic=%s size=%d detail=%s held_back=%d "
+                "action=see measurement dead_letter (raw bytes kept) and fix the publisher; "
+                "logged at most once a minute per reason",
+                reason,
+                topic,
+                len(payload),
+                error.detail,
+                held,
+            )
+        when_ns = max(int(now * 1e9), self._last_dead_ns + 1)  # unique: dead letters never overwrite each other
+        self._last_dead_ns = when_ns
+        return dead_letter_line(reason, topic, payload, error.detail, when_ns, self._dead_letter_max_bytes)
+
+
+def _wrong_channel(topic: str) -> PayloadError:
+    return PayloadError(RejectReason.UNKNOWN_TOPIC, f"{topic} is a controller-to-node channel")

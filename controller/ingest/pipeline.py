@@ -1,0 +1,131 @@
+"""The write pipeline: one writer thread storing batches in InfluxDB, then acknowledging their messages.
+
+Messages are acknowledged to the broker only after their lines are stored, so while InfluxDB is down nothing is
+acknowledged: the broker stops delivering once the controller's MQTT receive maximum of unacknowledged messages is
+reached, and keeps the rest queued in the controller's session. That is the back-pressure; nothing is dropped.
+"""
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+from controller.influx.writer import InfluxRefusedError, InfluxWriter
+from controller.ingest.batching import Batch, Batcher
+from controller.ingest.dedup import MessageKey, SeenWindow
+from controller.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class WritePipeline(Generic[T]):
+    """Collects lines from the ingest thread; a writer thread stores them and acknowledges via ``ack``."""
+
+    def __init__(
+        self,
+        writer: InfluxWriter,
+        seen: SeenWindow,
+        metrics: Metrics,
+        ack: Callable[[list[T]], None],
+        *,
+        max_lines: int = 5000,
+        max_age_s: float = 0.1,
+    ) -> None:
+        self._writer = writer
+        self._seen = seen
+        self._metrics = metrics
+        self._ack = ack
+        self._batcher: Batcher[T] = Batcher(max_lines, max_age_s)
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._waiting = 0
+        self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
+        metrics.buffer_messages.set_function(lambda: self._waiting)
+
+    @property
+    def waiting(self) -> int:
+        """Messages received and not yet stored and acknowledged."""
+        return self._waiting
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread.start()
+
+    def submit(self, lines: list[str], token: T | None = None, key: MessageKey | None = None) -> None:
+        """Queue one message's lines; ``token`` is acknowledged and ``key`` remembered once they are stored."""
+        now = time.monotonic()
+        with self._cond:
+            was_empty = self._batcher.empty
+            self._batcher.add(now, lines, token, key)
+            if token is not None:
+                self._waiting += 1
+            # Wake the writer when it has a new deadline to wait for (it sleeps without one while empty) or work.
+            if was_empty or (lines and self._batcher.due(now)):
+                self._cond.notify()
+
+    def seen(self, key: MessageKey) -> bool:
+        """True when the message ``key`` was already stored."""
+        with self._cond:
+            return self._seen.contains(key)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Write what is buffered (within ``timeout_s``), then stop; unwritten messages stay unacknowledged."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self._writer.stop()
+            self._thread.join(5)
+
+    def _next_batch(self) -> Batch[T] | None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                if self._batcher.due(now) or (self._stopping and not self._batcher.empty):
+                    return self._batcher.take()
+                if self._stopping:
+                    return None
+                deadline = self._batcher.deadline()
+                self._cond.wait(None if deadline is None else max(deadline - now, 0.0))
+
+    def _run(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            if batch.lines and not self._store(batch):
+                return  # stopping with InfluxDB unreachable: leave these unacknowledged for redelivery
+            with self._cond:
+                for key in batch.keys:
+                    self._seen.add(key)
+                self._waiting -= len(batch.tokens)
+            if batch.tokens:
+                self._ack(batch.tokens)
+
+    def _store(self, batch: Batch[T]) -> bool:
+        started = time.perf_counter()
+        while True:
+            try:
+                self._writer.write(batch.lines)
+                break
+            except InfluxRefusedError as exc:
+                self._metrics.lines_refused.inc(len(batch.lines))
+                log.error(
+                    "InfluxDB refused lines of a batch lines=%d error=%s action=the valid points were stored; "
+                    "fix the points InfluxDB names (field type conflict?) - these messages are acknowledged",
+                    len(batch.lines),
+                    exc,
+                )
+                break
+            except Exception as exc:
+                if self._writer.stopped:
+                    log.warning("write abandoned at shutdown lines=%d error=%r", len(batch.lines), exc)
+                    return False
+                # Not an error the writer retries by itself: keep the batch (and its acknowledgements) and go on.
+                log.exception("unexpected InfluxDB write error lines=%d action=retrying in 1 s", len(batch.lines))
+                self._metrics.write_retries.inc()
+                time.sleep(1.0)
+        self._metrics.write_seconds.observe(time.perf_counter() - started)
+        self._metrics.batch_lines.observe(len(batch.lines))
+        return True

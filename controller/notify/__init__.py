@@ -1,0 +1,1 @@
+"""Outbound notifications: signed webhooks with a retry queue."""

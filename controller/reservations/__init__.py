@@ -1,0 +1,1 @@
+"""Courier reservations: contention policy, reconciliation with the node's ledger, the service."""

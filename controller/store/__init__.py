@@ -1,0 +1,1 @@
+"""The controller's own database (SQLAlchemy + Alembic migrations; SQLite or PostgreSQL)."""
