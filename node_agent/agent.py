@@ -48,6 +48,7 @@ from schemas import (
     StatusBirth,
     StatusDeath,
     Telemetry,
+    UpdateCommand,
     decode,
     encode,
     topic,
@@ -285,6 +286,9 @@ class Agent:
             return
         if isinstance(command, OpenCommand):
             await self._open_command(command, payload)
+        elif isinstance(command, UpdateCommand):
+            # Until the OTA state machine (node_agent/ota) is wired in, say so rather than drop the command.
+            self._answer_without_acting(command, payload, CommandStatus.REJECTED, "this agent does not install updates")
         else:
             self._ledger_command(command, payload)
 

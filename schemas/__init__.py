@@ -5,7 +5,15 @@ Where a message is defined: the module named after it (``schemas.telemetry`` …
 """
 
 from schemas.codec import MAX_PAYLOAD_BYTES, Message, decode, decode_message, encode
-from schemas.command import CancelCommand, Command, CommandBase, OpenCommand, ProvisionKeyCommand, ReserveCommand
+from schemas.command import (
+    CancelCommand,
+    Command,
+    CommandBase,
+    OpenCommand,
+    ProvisionKeyCommand,
+    ReserveCommand,
+    UpdateCommand,
+)
 from schemas.errors import ContractError, PayloadError, RejectReason, TopicError
 from schemas.event import (
     Cause,
@@ -18,13 +26,27 @@ from schemas.event import (
     LedgerTransition,
     NoCause,
 )
+from schemas.ota import FINAL_STATES, OtaEvent, OtaReason, OtaState
+from schemas.release import RefusalReason, ReleaseManifest, ReleaseRefused, SignedRelease
 from schemas.result import CommandResult, CommandStatus, DoorOutcome, DoorResult
+from schemas.semver import SemVer
 from schemas.status import CompartmentInfo, CompartmentSize, Status, StatusBirth, StatusDeath
 from schemas.telemetry import Battery, CompartmentReading, DoorState, LockState, PowerSource, Telemetry
 from schemas.topics import Channel, Direction, NodeTopic, check_node_id, fleet_filter, parse_topic, topic
-from schemas.types import SCHEMA_VERSION, BootId, CommandId, CompartmentId, NodeId, ReservationId, Seq, SiteId
+from schemas.types import (
+    SCHEMA_VERSION,
+    BootId,
+    CommandId,
+    CompartmentId,
+    NodeId,
+    ReservationId,
+    RolloutId,
+    Seq,
+    SiteId,
+)
 
 __all__ = [
+    "FINAL_STATES",
     "MAX_PAYLOAD_BYTES",
     "SCHEMA_VERSION",
     "Battery",
@@ -59,19 +81,29 @@ __all__ = [
     "NodeId",
     "NodeTopic",
     "OpenCommand",
+    "OtaEvent",
+    "OtaReason",
+    "OtaState",
     "PayloadError",
     "PowerSource",
     "ProvisionKeyCommand",
+    "RefusalReason",
     "RejectReason",
+    "ReleaseManifest",
+    "ReleaseRefused",
     "ReservationId",
     "ReserveCommand",
+    "RolloutId",
+    "SemVer",
     "Seq",
+    "SignedRelease",
     "SiteId",
     "Status",
     "StatusBirth",
     "StatusDeath",
     "Telemetry",
     "TopicError",
+    "UpdateCommand",
     "check_node_id",
     "decode",
     "decode_message",

@@ -5,7 +5,10 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, model_validator
 
 from schemas.envelope import Versioned
-from schemas.types import CommandId, CompartmentId, NodeId, ReservationId, Timestamp
+from schemas.release import SignedRelease
+from schemas.types import CommandId, CompartmentId, NodeId, ReservationId, RolloutId, Timestamp
+
+ArtifactUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=1024)]
 
 
 class CommandBase(Versioned):
@@ -71,5 +74,30 @@ class ProvisionKeyCommand(CommandBase):
     key_hex: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
-Command = Annotated[OpenCommand | ReserveCommand | CancelCommand | ProvisionKeyCommand, Field(discriminator="type")]
+class UpdateCommand(CommandBase):
+    """Install a signed release (or, with ``rollback``, go back to the previous slot); progress comes as ``ota`` events.
+
+    The node tries ``artifact_urls`` in order, resuming with HTTP range requests, and checks everything with
+    :func:`schemas.release.verify_release` and :func:`schemas.release.verify_artifact` before touching a slot.
+    ``expires_at`` bounds when the node may start, not how long the update may take.
+    """
+
+    type: Literal["update"] = "update"
+    rollout_id: RolloutId
+    release: SignedRelease | None = None
+    artifact_urls: tuple[ArtifactUrl, ...] = Field(default=(), max_length=4)
+    rollback: bool = False
+
+    @model_validator(mode="after")
+    def _install_or_rollback(self) -> Self:
+        if self.rollback and (self.release is not None or self.artifact_urls):
+            raise ValueError("a rollback carries no release and no artifact_urls: it returns to the previous slot")
+        if not self.rollback and (self.release is None or not self.artifact_urls):
+            raise ValueError("an update needs a release and at least one artifact URL (or rollback: true)")
+        return self
+
+
+Command = Annotated[
+    OpenCommand | ReserveCommand | CancelCommand | ProvisionKeyCommand | UpdateCommand, Field(discriminator="type")
+]
 """Every command type, told apart by ``type``."""

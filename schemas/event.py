@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from schemas.envelope import ContractModel, NodeEnvelope
+from schemas.ota import OtaEvent
 from schemas.types import CommandId, CompartmentId, ReservationId, ShortText, Timestamp
 
 
@@ -78,5 +79,5 @@ class KeypadEvent(NodeEnvelope):
     wrong_attempts: int = Field(ge=1, le=1000)
 
 
-Event = Annotated[DoorEvent | LedgerEvent | KeypadEvent, Field(discriminator="kind")]
+Event = Annotated[DoorEvent | LedgerEvent | KeypadEvent | OtaEvent, Field(discriminator="kind")]
 """Every event kind a node can publish, told apart by ``kind``."""

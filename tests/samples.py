@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from schemas import (
     Battery,
     CancelCommand,
@@ -20,15 +22,22 @@ from schemas import (
     LedgerTransition,
     LockState,
     OpenCommand,
+    OtaEvent,
+    OtaState,
     PowerSource,
     ProvisionKeyCommand,
     ReserveCommand,
     StatusBirth,
     StatusDeath,
     Telemetry,
+    UpdateCommand,
 )
+from schemas.release import ReleaseManifest, SignedRelease, signature_for
+from schemas.semver import SemVer
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
+RELEASE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+"""A fixed signing key for sample releases (never a real one)."""
 
 
 def birth(node_id: str = "node-1", boot_id: int = 3, seq: int = 0) -> StatusBirth:
@@ -157,4 +166,58 @@ def keypad_event(node_id: str = "node-1") -> KeypadEvent:
     """The keypad locked after ten wrong codes."""
     return KeypadEvent(
         node_id=node_id, boot_id=3, seq=5, ts=T0, locked_until=T0 + timedelta(minutes=15), wrong_attempts=10
+    )
+
+
+def release_manifest(version: str = "1.5.0", size: int = 1024, sha256: str = "ab" * 32) -> ReleaseManifest:
+    """A manifest for rpi4-locker-12, floor 1.4.0, valid 30 days from T0 (whole seconds)."""
+    created = T0.replace(microsecond=0)
+    return ReleaseManifest(
+        version=SemVer.parse(version),
+        hardware_models=("rpi4-locker-12",),
+        min_version=SemVer.parse("1.4.0"),
+        artifact_name=f"lockerfleet-{version}.tar",
+        size=size,
+        sha256=sha256,
+        created_at=created,
+        expires_at=created + timedelta(days=30),
+        notes="door timing fix",
+    )
+
+
+def signed_release(manifest: ReleaseManifest | None = None) -> SignedRelease:
+    """``manifest`` (default :func:`release_manifest`) signed with :data:`RELEASE_KEY`."""
+    manifest = manifest or release_manifest()
+    return SignedRelease(manifest=manifest, signatures=(signature_for(manifest, RELEASE_KEY),))
+
+
+def update_command(node_id: str = "node-1") -> UpdateCommand:
+    """Install the sample release from the controller."""
+    return UpdateCommand(
+        command_id="cmd-46",
+        node_id=node_id,
+        issued_at=T0,
+        expires_at=T0 + timedelta(hours=1),
+        rollout_id="ro-1",
+        release=signed_release(),
+        artifact_urls=("http://controller:8080/v1/releases/1.5.0/artifact",),
+    )
+
+
+def ota_event(node_id: str = "node-1", state: OtaState = OtaState.DOWNLOADING) -> OtaEvent:
+    """The sample update halfway through its download."""
+    downloading = state is OtaState.DOWNLOADING
+    return OtaEvent(
+        node_id=node_id,
+        boot_id=3,
+        seq=6,
+        ts=T0,
+        rollout_id="ro-1",
+        command_id="cmd-46",
+        state=state,
+        from_version=SemVer.parse("1.4.2"),
+        to_version=SemVer.parse("1.5.0"),
+        slot="b",
+        bytes_done=512 if downloading else None,
+        bytes_total=1024 if downloading else None,
     )

@@ -29,10 +29,12 @@ ALL = [
     (Channel.EVENT, samples.door_event()),
     (Channel.EVENT, samples.ledger_event()),
     (Channel.EVENT, samples.keypad_event()),
+    (Channel.EVENT, samples.ota_event()),
     (Channel.COMMAND, samples.open_command()),
     (Channel.COMMAND, samples.reserve_command()),
     (Channel.COMMAND, samples.cancel_command()),
     (Channel.COMMAND, samples.provision_key_command()),
+    (Channel.COMMAND, samples.update_command()),
     (Channel.RESULT, samples.open_result()),
 ]
 IDS = [type(m).__name__ for _, m in ALL]
