@@ -4,14 +4,13 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from controller.commands.pending import PendingOpens
-from controller.commands.rate_limit import TokenBucket
+from controller.commands.opens import Opens
+from controller.commands.service import Commands
 from controller.fleet.registry import Fleet, NodeState
-from controller.influx.lineproto import courier_open_line, fleet_line, maintenance_line
+from controller.influx.lineproto import fleet_line, maintenance_line
 from controller.influx.writer import InfluxWriter
 from controller.ingest.dedup import SeenWindow
 from controller.ingest.handler import Ingest
@@ -25,7 +24,7 @@ from controller.settings import ControllerSettings, reservations_sqlite_url
 from controller.store.fleet import SqliteFleetStore
 from controller.store.operators import Maintenance, OperatorStore
 from controller.store.reservations import ReservationStore
-from schemas import Channel, Command, CommandResult, OpenCommand, ProvisionKeyCommand, StatusBirth, encode, topic
+from schemas import StatusBirth
 from schemas.codes import node_key
 
 log = logging.getLogger(__name__)
@@ -40,8 +39,6 @@ class Controller:
         self.store = SqliteFleetStore(settings.store_path)
         self.fleet = Fleet(self.store.load())
         self.metrics = Metrics(lambda: self.fleet.counts(self.clock()))
-        self.opens = PendingOpens()
-        self.open_limiter = TokenBucket(settings.open_rate_per_min / 60, settings.open_burst, time.monotonic())
         token = settings.influx_token.get_secret_value() if settings.influx_token else None
         self.writer = InfluxWriter(
             str(settings.influx_url).rstrip("/"),
@@ -59,7 +56,10 @@ class Controller:
             ),
             self._on_message,
         )
-        self.commands = CommandLink(str(settings.mqtt_url), f"{settings.client_id}-commands", settings.broker_files())
+        self.command_link = CommandLink(
+            str(settings.mqtt_url), f"{settings.client_id}-commands", settings.broker_files()
+        )
+        self.commands = Commands(self.command_link, clock)
         self.pipeline: WritePipeline[AckToken] = WritePipeline(
             self.writer,
             SeenWindow(),
@@ -88,19 +88,29 @@ class Controller:
             self.reservation_store,
             self.fleet,
             sites_from(sites),
-            self._send_command,
+            self.commands,
             metrics=self.metrics,
             secret=self._code_secret,
             store_lines=self.pipeline.submit,
             clock=clock,
             maintenance=self.maintenance,
         )
+        self.opens = Opens(
+            self.commands,
+            self.fleet,
+            self.metrics,
+            self.pipeline.submit,
+            rate_per_min=settings.open_rate_per_min,
+            burst=settings.open_burst,
+            default_timeout_s=settings.open_timeout_s,
+            clock=clock,
+        )
         self.ingest = Ingest(
             self.fleet,
             self.store,
             self.metrics,
             already_stored=self.pipeline.seen,
-            on_result=self._on_result,
+            on_result=self.commands.on_result,
             on_ledger=self.reservations.on_ledger_event,
             on_birth=self._provision,
             clock=clock,
@@ -112,7 +122,7 @@ class Controller:
         self.writer.ensure_database()
         self.pipeline.start()
         self.webhooks.start()
-        self.commands.start()
+        self.command_link.start()
         self.link.start()
         log.info(
             "controller running mqtt=%s influx=%s db=%s store=%s nodes_known=%d",
@@ -126,7 +136,7 @@ class Controller:
     def stop(self) -> None:
         """Disconnect, write what is buffered, close the store."""
         self.link.stop()
-        self.commands.stop()
+        self.command_link.stop()
         self.webhooks.stop()
         self.pipeline.stop()
         self.writer.close()
@@ -171,52 +181,10 @@ class Controller:
             return
         self.pipeline.submit(handled.lines, token, handled.key)
 
-    def _on_result(self, result: CommandResult) -> None:
-        self.opens.resolve(result)
-        self.reservations.on_result(result)
-
     def _provision(self, birth: StatusBirth) -> None:
         """Send a newly (re)born node its own code key (derived, so every controller sends the same one)."""
-        now = datetime.fromtimestamp(self.clock(), UTC)
-        self._send_command(
-            ProvisionKeyCommand(
-                command_id=f"key-{birth.node_id}-{birth.boot_id}-{birth.seq}",
-                node_id=birth.node_id,
-                issued_at=now,
-                expires_at=now + timedelta(hours=1),
-                key_hex=node_key(self._code_secret, birth.node_id).hex(),
-            )
-        )
-
-    def _send_command(self, command: Command) -> None:
-        ttl = (command.expires_at - command.issued_at).total_seconds()
-        self.commands.publish(topic(command.node_id, Channel.COMMAND), encode(command), ttl)
-
-    def new_open(
-        self, node_id: str, compartment: str, timeout_s: float, reservation_id: str | None = None
-    ) -> OpenCommand:
-        """An open command valid for ``timeout_s`` from now (for ``reservation_id``: its deposit or pickup)."""
-        issued = datetime.fromtimestamp(self.clock(), UTC)
-        return OpenCommand(
-            command_id=f"open-{uuid.uuid4().hex}",
-            node_id=node_id,
-            issued_at=issued,
-            expires_at=issued + timedelta(seconds=timeout_s),
-            compartment=compartment,
-            reservation_id=reservation_id,
-        )
-
-    def send(self, command: OpenCommand) -> None:
-        """Publish ``command``; the broker drops it when it expires undelivered."""
-        self._send_command(command)
-
-    def record_open(self, command: OpenCommand, outcome: str, round_trip_s: float, requested_by: str) -> None:
-        """Count one HTTP open in metrics and store it, with who asked for it, in measurement ``courier_open``."""
-        self.metrics.open_rtt.labels(outcome).observe(round_trip_s)
-        line = courier_open_line(
-            command.node_id, outcome, round(round_trip_s * 1000, 3), command.command_id, requested_by, time.time_ns()
-        )
-        self.pipeline.submit([line])
+        key_hex = node_key(self._code_secret, birth.node_id).hex()
+        self.commands.send(self.commands.provision_key(birth.node_id, birth.boot_id, birth.seq, key_hex))
 
     async def snapshot_fleet(self) -> None:
         """Every ``fleet_snapshot_s``: serve the waitlists, write node counts (measurement ``fleet``)."""
@@ -235,12 +203,3 @@ class Controller:
                 ]
             )
             await asyncio.sleep(self.settings.fleet_snapshot_s)
-
-
-def open_outcome(result: CommandResult | None) -> str:
-    """Label of an open's outcome: the door's result when it was driven, else the command status or timeout."""
-    if result is None:
-        return "timeout"
-    if result.outcome is not None:
-        return result.outcome.result.value
-    return result.status.value

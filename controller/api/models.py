@@ -5,6 +5,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
+from controller.commands.opens import Opened
 from controller.fleet.registry import NodeRecord, NodeState
 from controller.store.operators import Maintenance
 from schemas import CommandStatus, CompartmentInfo, DoorOutcome, Telemetry
@@ -82,6 +83,19 @@ class OpenResponse(BaseModel):
     outcome: DoorOutcome | None
     detail: str | None
     round_trip_ms: float = Field(description="From this request's arrival to the node's answer.")
+
+    @classmethod
+    def of(cls, opened: Opened) -> "OpenResponse":
+        """The answer to an open the node carried out."""
+        return cls(
+            command_id=opened.command_id,
+            node_id=opened.node_id,
+            compartment=opened.compartment,
+            status=opened.result.status,
+            outcome=opened.result.outcome,
+            detail=opened.result.detail,
+            round_trip_ms=round(opened.round_trip_s * 1000, 3),
+        )
 
 
 class ApiError(BaseModel):

@@ -4,20 +4,17 @@ Every route needs an operator key (``Authorization: Bearer lfop_…``, issued by
 a courier partner's key gets 403. Couriers open through their reservations instead.
 """
 
-import asyncio
 import logging
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from controller.api.errors import OPEN_ERRORS
 from controller.api.models import ApiError, MaintenanceRequest, NodeView, OpenRequest, OpenResponse
-from controller.commands.rate_limit import RateLimitedError
 from controller.fleet.registry import NodeState
-from controller.service import Controller, open_outcome
+from controller.service import Controller
 from controller.store.operators import OperatorKey
-from schemas import CommandResult, CommandStatus
 from schemas.types import NODE_ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -32,15 +29,6 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _AUTH_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ApiError, "description": "No operator key, or an unknown or revoked one."},
     403: {"model": ApiError, "description": "A courier partner's key: partners open through their reservations."},
-}
-
-_STATUS_CODES = {
-    CommandStatus.DONE: 200,
-    CommandStatus.DUPLICATE: 200,
-    CommandStatus.REJECTED: 409,
-    CommandStatus.EXPIRED: 504,
-    CommandStatus.FAILED: 502,
-    CommandStatus.UNKNOWN: 502,
 }
 
 
@@ -90,13 +78,7 @@ def nodes_router(controller: Controller) -> APIRouter:
 
     @router.post(
         "/{node_id}/compartments/{compartment}/open",
-        responses={
-            404: {"model": ApiError, "description": "Unknown node or compartment."},
-            409: {"model": ApiError, "description": "The node is offline, or refused the command."},
-            429: {"model": ApiError, "description": "Fleet-wide open rate limit reached; see Retry-After."},
-            502: {"model": ApiError, "description": "The node could not drive the lock (hardware fault, crash)."},
-            504: {"model": ApiError, "description": "No answer in time; the command expires and never runs."},
-        },
+        responses=OPEN_ERRORS,
     )
     async def open_compartment(
         node_id: NodeIdPath,
@@ -109,8 +91,13 @@ def nodes_router(controller: Controller) -> APIRouter:
         The node refuses to open a compartment a reservation holds: that one opens through the reservation.
         """
         log.info("operator open node=%s compartment=%s operator=%s", node_id, compartment, key.operator)
-        node = node_view(controller, node_id)
-        return await perform_open(controller, node, compartment, request, f"operator:{key.operator}")
+        opened = await controller.opens.open(
+            node_id,
+            compartment,
+            requested_by=f"operator:{key.operator}",
+            timeout_s=request.timeout_s if request else None,
+        )
+        return OpenResponse.of(opened)
 
     return router
 
@@ -121,75 +108,3 @@ def node_view(controller: Controller, node_id: str) -> NodeView:
     if record is None:
         raise HTTPException(404, f"unknown node {node_id!r}: it never sent a birth to this controller")
     return NodeView.of(record, controller.clock(), controller.maintenance.get(node_id))
-
-
-async def perform_open(
-    controller: Controller,
-    node: NodeView,
-    compartment: str,
-    request: OpenRequest | None,
-    requested_by: str,
-    reservation_id: str | None = None,
-) -> OpenResponse:
-    """Publish an open command and wait for the node's final answer; raise :class:`OpenFailedError` otherwise.
-
-    ``requested_by`` (``operator:<name>`` or ``partner:<name>``) is stored with the open for the audit.
-    """
-    node_id = node.node_id
-    started = time.perf_counter()
-    if compartment not in {c.id for c in node.compartments}:
-        known = ", ".join(c.id for c in node.compartments)
-        raise HTTPException(404, f"node {node_id!r} has no compartment {compartment!r}; it has {known}")
-    if node.state == NodeState.OFFLINE:
-        raise HTTPException(
-            409, f"node {node_id!r} is offline since {node.last_seen.isoformat()}; try again later or elsewhere"
-        )
-    wait_s = controller.open_limiter.take(time.monotonic())
-    if wait_s > 0:
-        controller.metrics.opens_limited.inc()
-        raise RateLimitedError(
-            f"fleet-wide open limit of {controller.settings.open_rate_per_min:g}/min reached (a safety limit against "
-            f"mass remote opening); retry in {wait_s:.1f} s",
-            wait_s,
-        )
-    timeout_s = (request.timeout_s if request else None) or controller.settings.open_timeout_s
-    command = controller.new_open(node_id, compartment, timeout_s, reservation_id)
-    answer = controller.opens.expect(command.command_id)
-    controller.send(command)
-    result: CommandResult | None = None
-    try:
-        result = await asyncio.wait_for(answer, timeout_s)
-    except TimeoutError:
-        controller.opens.forget(command.command_id)
-    round_trip_s = time.perf_counter() - started
-    controller.record_open(command, open_outcome(result), round_trip_s, requested_by)
-    if result is None:
-        raise OpenFailedError(
-            504,
-            f"node {node_id!r} did not answer within {timeout_s:g} s; the command expires and will not run",
-            command.command_id,
-        )
-    response = OpenResponse(
-        command_id=command.command_id,
-        node_id=node_id,
-        compartment=compartment,
-        status=result.status,
-        outcome=result.outcome,
-        detail=result.detail,
-        round_trip_ms=round(round_trip_s * 1000, 3),
-    )
-    code = _STATUS_CODES.get(result.status, 502)
-    if code != 200:
-        raise OpenFailedError(
-            code, f"node answered {result.status.value}: {result.detail or 'no detail'}", command.command_id
-        )
-    return response
-
-
-class OpenFailedError(Exception):
-    """An open that reached the node (or tried to) and did not end with the door driven."""
-
-    def __init__(self, status: int, detail: str, command_id: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.body = ApiError(detail=detail, command_id=command_id)

@@ -6,16 +6,18 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from controller.api.models import ApiError
+from controller.api.errors import OPEN_ERRORS
+from controller.api.models import ApiError, OpenRequest, OpenResponse
+from controller.commands.opens import Opens
 from controller.commands.rate_limit import KeyedLimits, RateLimitedError
 from controller.reservations.service import ReservationRequest, Reservations, ReservationView
 from controller.store import tokens as api_tokens
 from controller.store.operators import TOKEN_PREFIX as OPERATOR_TOKEN_PREFIX
-from controller.store.reservations import ApiKey, Reservation, StoredResponse
+from controller.store.reservations import ApiKey, Reservation, ReservationState, StoredResponse
 
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="PartnerKey", description="A courier partner's API key: `Authorization: Bearer lf_…`."
@@ -54,7 +56,9 @@ def owned(reservations: Reservations, key: ApiKey, reservation_id: str) -> Reser
     return stored
 
 
-def reservations_router(reservations: Reservations, per_key: KeyedLimits, per_ip: KeyedLimits) -> APIRouter:
+def reservations_router(
+    reservations: Reservations, opens: Opens, per_key: KeyedLimits, per_ip: KeyedLimits
+) -> APIRouter:
     """Routes bound to ``reservations``; every POST counts against its API key's and its address's limits."""
     router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
     partner = partner_key(reservations)
@@ -121,5 +125,27 @@ def reservations_router(reservations: Reservations, per_key: KeyedLimits, per_ip
         stored = owned(reservations, key, reservation_id)
         reservations.cancel(stored)
         return ReservationView.of(stored, reservations.secret)
+
+    @router.post(
+        "/{reservation_id}/open", responses={401: {"model": ApiError}, 403: {"model": ApiError}, **OPEN_ERRORS}
+    )
+    async def open_reservation(
+        reservation_id: ReservationIdPath,
+        key: Annotated[ApiKey, Depends(partner)],
+        request: Annotated[OpenRequest | None, Body()] = None,
+    ) -> OpenResponse:
+        """Open the reservation's compartment: the courier's deposit while held, the pickup once deposited."""
+        stored = await asyncio.to_thread(owned, reservations, key, reservation_id)
+        if stored.state not in (ReservationState.HELD, ReservationState.DEPOSITED) or stored.node_id is None:
+            raise HTTPException(409, f"reservation {reservation_id} is {stored.state.value}: nothing to open")
+        assert stored.compartment is not None
+        opened = await opens.open(
+            stored.node_id,
+            stored.compartment,
+            requested_by=f"partner:{key.partner}",
+            timeout_s=request.timeout_s if request else None,
+            reservation_id=reservation_id,
+        )
+        return OpenResponse.of(opened)
 
     return router

@@ -7,6 +7,7 @@ reports it; every later change comes from the node too (:mod:`controller.reserva
 keys make a retried request answer exactly what the first one did.
 """
 
+import functools
 import hashlib
 import logging
 import threading
@@ -20,6 +21,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
+from controller.commands.service import Commands, reserve_command_id
 from controller.fleet.registry import Fleet, NodeState
 from controller.influx.lineproto import reservation_line
 from controller.metrics import Metrics
@@ -44,13 +46,10 @@ from controller.store.reservations import (
     StoredResponse,
 )
 from schemas import (
-    CancelCommand,
-    Command,
     CommandResult,
     CommandStatus,
     CompartmentSize,
     LedgerEvent,
-    ReserveCommand,
 )
 from schemas.codes import CodePurpose, node_key, offline_code
 from schemas.types import ShortText, SiteId
@@ -58,8 +57,6 @@ from schemas.types import ShortText, SiteId
 log = logging.getLogger(__name__)
 
 MAX_ARRIVAL_AHEAD = timedelta(days=90)
-RESERVE_PREFIX = "reserve-"
-"""Command ids of reserve commands: the prefix, then the reservation id."""
 
 
 class ReservationRequest(BaseModel):
@@ -144,7 +141,7 @@ class Reservations:
         store: ReservationStore,
         fleet: Fleet,
         sites: dict[str, Site],
-        send: Callable[[Command], None],
+        commands: Commands,
         *,
         metrics: Metrics,
         secret: bytes,
@@ -159,7 +156,7 @@ class Reservations:
         self.store = store
         self.fleet = fleet
         self.allocator = Allocator(sites, policy or Policy())
-        self._send = send
+        self._commands = commands
         self.metrics = metrics
         self._store_lines = store_lines
         self.secret = secret
@@ -171,6 +168,9 @@ class Reservations:
         self._lock = threading.Lock()
         self._booked = {(r.node_id, r.compartment) for r in store.active() if r.node_id and r.compartment}
         """Compartments held by an active reservation, kept in memory (decisions must not query for it)."""
+        for pending in (r for r in store.active() if r.state is ReservationState.PENDING):
+            on_result = functools.partial(self._on_reserve_result, pending.reservation_id)
+            self._commands.track(reserve_command_id(pending.reservation_id), on_result, self._now() + command_ttl)
         for waiting in store.waitlisted():  # a restart keeps everyone's place in the queue
             assert waiting.wait_until is not None
             queue = self.allocator.waiting.setdefault((waiting.site_id, Priority(waiting.priority)), deque())
@@ -216,15 +216,7 @@ class Reservations:
             return
         if reservation.node_id is None:
             return
-        self._send(
-            CancelCommand(
-                command_id=f"cancel-{reservation.reservation_id}-{uuid.uuid4().hex[:8]}",
-                node_id=reservation.node_id,
-                issued_at=now,
-                expires_at=now + self._command_ttl,
-                reservation_id=reservation.reservation_id,
-            )
-        )
+        self._commands.send(self._commands.cancel(reservation.reservation_id, reservation.node_id, self._command_ttl))
         self.store.audit(reservation.reservation_id, reservation.partner, "cancel_requested", "", now)
 
     def on_ledger_event(self, event: LedgerEvent) -> None:
@@ -233,10 +225,9 @@ class Reservations:
         if event.reservation_id is not None:
             self._report(event.reservation_id, Report(event.boot_id, event.seq, event.transition), event.node_id)
 
-    def on_result(self, result: CommandResult) -> None:
-        """A node answered a command; a refused reserve ends the reservation as refused."""
-        if result.command_id.startswith(RESERVE_PREFIX) and result.status is CommandStatus.REJECTED:
-            reservation_id = result.command_id.removeprefix(RESERVE_PREFIX)
+    def _on_reserve_result(self, reservation_id: str, result: CommandResult) -> None:
+        """The node answered a ``reserve``; a refusal ends the reservation as refused."""
+        if result.status is CommandStatus.REJECTED:
             self._report(reservation_id, Report(result.boot_id, result.seq, None), result.node_id)
 
     def _report(self, reservation_id: str, report: Report, node_id: str) -> None:
@@ -372,20 +363,16 @@ class Reservations:
 
     def _send_reserve(self, reservation: Reservation) -> None:
         assert reservation.node_id and reservation.compartment and reservation.hold_until and reservation.pickup_until
-        now = self._now()
-        self._send(
-            ReserveCommand(
-                command_id=f"{RESERVE_PREFIX}{reservation.reservation_id}",
-                node_id=reservation.node_id,
-                issued_at=now,
-                expires_at=now + self._command_ttl,
-                reservation_id=reservation.reservation_id,
-                compartment=reservation.compartment,
-                opens_at=reservation.created_at,
-                hold_until=reservation.hold_until,
-                pickup_until=reservation.pickup_until,
-            )
+        command = self._commands.reserve(
+            reservation.reservation_id,
+            reservation.node_id,
+            reservation.compartment,
+            reservation.created_at,
+            reservation.hold_until,
+            reservation.pickup_until,
+            self._command_ttl,
         )
+        self._commands.send(command, functools.partial(self._on_reserve_result, reservation.reservation_id))
 
     def _fleet_now(self) -> tuple[list[NodeCondition], list[Compartment]]:
         """Every node with a site, and its compartments that no active reservation holds."""

@@ -139,7 +139,7 @@ def test_node_that_does_not_answer_gets_504_and_the_command_never_runs_later(
     timed_out = controller.http.post("/v1/nodes/node-1/compartments/A1/open", json={"timeout_s": 1})
     assert timed_out.status_code == 504
     command_id = timed_out.json()["command_id"]
-    assert command_id.startswith("open-") and "did not answer" in timed_out.json()["detail"]
+    assert command_id and "did not answer" in timed_out.json()["detail"]
 
     time.sleep(1.5)  # the command's expiry passes while the node is away
     fresh = build_hardware(PROFILE, working_doors=("A1",))

@@ -1,0 +1,173 @@
+"""The open path, owned in one place: check the node, spend a rate-limit token, send, wait, record, answer.
+
+Both HTTP opens (an operator's direct open and a courier's reservation open) come here. The outcome is a domain
+value (:class:`Opened`) or a :class:`OpenRefusedError` whose :class:`Refusal` the API maps to an HTTP status.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from controller.commands.rate_limit import TokenBucket
+from controller.commands.service import Commands
+from controller.fleet.registry import Fleet, NodeState
+from controller.influx.lineproto import courier_open_line
+from controller.metrics import Metrics
+from schemas import CommandResult, CommandStatus
+
+log = logging.getLogger(__name__)
+
+
+class Refusal(StrEnum):
+    """Why an open did not end with the door driven."""
+
+    UNKNOWN_NODE = "unknown_node"
+    UNKNOWN_COMPARTMENT = "unknown_compartment"
+    NODE_OFFLINE = "node_offline"
+    RATE_LIMITED = "rate_limited"
+    REJECTED = "rejected"
+    NO_ANSWER = "no_answer"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+class OpenRefusedError(Exception):
+    """An open that was refused before sending, or that the node did not carry out."""
+
+    def __init__(
+        self, refusal: Refusal, detail: str, command_id: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(detail)
+        self.refusal = refusal
+        self.detail = detail
+        self.command_id = command_id
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The node's final answer to an open that it carried out (or had carried out before, for a duplicate)."""
+
+    command_id: str
+    node_id: str
+    compartment: str
+    result: CommandResult
+    round_trip_s: float
+
+
+_REFUSAL_OF_STATUS = {
+    CommandStatus.REJECTED: Refusal.REJECTED,
+    CommandStatus.EXPIRED: Refusal.EXPIRED,
+    CommandStatus.FAILED: Refusal.FAILED,
+    CommandStatus.UNKNOWN: Refusal.FAILED,
+}
+
+
+class Opens:
+    """Opens compartments on request and reports what the door did."""
+
+    def __init__(
+        self,
+        commands: Commands,
+        fleet: Fleet,
+        metrics: Metrics,
+        store_lines: Callable[[list[str]], None],
+        *,
+        rate_per_min: float,
+        burst: int,
+        default_timeout_s: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self._commands = commands
+        self._fleet = fleet
+        self._metrics = metrics
+        self._store_lines = store_lines
+        self._rate_per_min = rate_per_min
+        self._breaker = TokenBucket(rate_per_min / 60, burst, time.monotonic())
+        self._default_timeout_s = default_timeout_s
+        self._clock = clock
+
+    async def open(
+        self,
+        node_id: str,
+        compartment: str,
+        *,
+        requested_by: str,
+        timeout_s: float | None = None,
+        reservation_id: str | None = None,
+    ) -> Opened:
+        """Unlock ``compartment`` and wait for the door's outcome; raise :class:`OpenRefusedError` otherwise.
+
+        ``requested_by`` (``operator:<name>`` or ``partner:<name>``) is stored with the open for the audit.
+        """
+        started = time.perf_counter()
+        self._check_node(node_id, compartment)
+        self._spend_token()
+        wait_s = timeout_s or self._default_timeout_s
+        command = self._commands.open(node_id, compartment, wait_s, reservation_id)
+        result = await self._commands.request(command, wait_s)
+        round_trip_s = time.perf_counter() - started
+        self._record(command.command_id, node_id, result, round_trip_s, requested_by)
+        if result is None:
+            raise OpenRefusedError(
+                Refusal.NO_ANSWER,
+                f"node {node_id!r} did not answer within {wait_s:g} s; the command expires and will not run",
+                command.command_id,
+            )
+        refusal = _REFUSAL_OF_STATUS.get(result.status)
+        if refusal is not None:
+            raise OpenRefusedError(
+                refusal, f"node answered {result.status.value}: {result.detail or 'no detail'}", command.command_id
+            )
+        return Opened(command.command_id, node_id, compartment, result, round_trip_s)
+
+    def _check_node(self, node_id: str, compartment: str) -> None:
+        record = self._fleet.get(node_id)
+        if record is None:
+            raise OpenRefusedError(
+                Refusal.UNKNOWN_NODE, f"unknown node {node_id!r}: it never sent a birth to this controller"
+            )
+        known = [c.id for c in record.birth.compartments]
+        if compartment not in known:
+            raise OpenRefusedError(
+                Refusal.UNKNOWN_COMPARTMENT,
+                f"node {node_id!r} has no compartment {compartment!r}; it has {', '.join(known)}",
+            )
+        if record.state(self._clock()) is NodeState.OFFLINE:
+            seen = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(record.last_seen))
+            raise OpenRefusedError(
+                Refusal.NODE_OFFLINE, f"node {node_id!r} is offline since {seen}; try again later or elsewhere"
+            )
+
+    def _spend_token(self) -> None:
+        wait_s = self._breaker.take(time.monotonic())
+        if wait_s > 0:
+            self._metrics.opens_limited.inc()
+            raise OpenRefusedError(
+                Refusal.RATE_LIMITED,
+                f"fleet-wide open limit of {self._rate_per_min:g}/min reached (a safety limit against mass remote "
+                f"opening); retry in {wait_s:.1f} s",
+                retry_after_s=wait_s,
+            )
+
+    def _record(
+        self, command_id: str, node_id: str, result: CommandResult | None, round_trip_s: float, requested_by: str
+    ) -> None:
+        """Count the open in metrics and store it, with who asked for it, in measurement ``courier_open``."""
+        outcome = open_outcome(result)
+        self._metrics.open_rtt.labels(outcome).observe(round_trip_s)
+        line = courier_open_line(
+            node_id, outcome, round(round_trip_s * 1000, 3), command_id, requested_by, time.time_ns()
+        )
+        self._store_lines([line])
+
+
+def open_outcome(result: CommandResult | None) -> str:
+    """Label of an open's outcome: the door's result when it was driven, else the command status or timeout."""
+    if result is None:
+        return "timeout"
+    if result.outcome is not None:
+        return result.outcome.result.value
+    return result.status.value
