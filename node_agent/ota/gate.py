@@ -7,22 +7,12 @@ with the first reason found; the driver asks again later.
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 
 from node_agent.hardware import BatteryReading
 from node_agent.ledger import Ledger, SlotState
+from node_agent.ota.state import Cause
 from schemas import PowerSource
-
-
-class DeferReason(StrEnum):
-    """Why an update waits."""
-
-    DOOR_OPEN = "door_open"
-    COMMAND_IN_FLIGHT = "command_in_flight"
-    DEPOSIT_EXPECTED = "deposit_expected"
-    PICKUP_EXPECTED = "pickup_expected"
-    LOW_BATTERY = "low_battery"
-    BATTERY_UNKNOWN = "battery_unknown"
+from schemas.ota import OtaReason
 
 
 @dataclass(frozen=True)
@@ -47,48 +37,37 @@ class Occupancy:
     """None when the gauge cannot be read."""
 
 
-@dataclass(frozen=True)
-class Deferral:
-    """Why the gate is closed: a stable code for counting, a detail for people."""
-
-    reason: DeferReason
-    detail: str
-
-    def __str__(self) -> str:
-        return f"{self.reason.value}: {self.detail}"
-
-
-def check_gate(occupancy: Occupancy, now: datetime, policy: GatePolicy = GatePolicy()) -> Deferral | None:
+def check_gate(occupancy: Occupancy, now: datetime, policy: GatePolicy = GatePolicy()) -> Cause | None:
     """None when an update may proceed now, else the first reason it must wait."""
     if occupancy.open_doors:
         doors = ", ".join(sorted(occupancy.open_doors))
-        return Deferral(DeferReason.DOOR_OPEN, f"door open: {doors}")
+        return Cause(code=OtaReason.DOOR_OPEN, detail=f"door open: {doors}")
     if occupancy.commands_in_flight:
-        return Deferral(DeferReason.COMMAND_IN_FLIGHT, f"{occupancy.commands_in_flight} command(s) in flight")
+        return Cause(code=OtaReason.COMMAND_IN_FLIGHT, detail=f"{occupancy.commands_in_flight} command(s) in flight")
     expected = _expected_visit(occupancy.ledger, now, now + policy.lookahead)
     if expected is not None:
         return expected
     return _battery(occupancy.battery, policy.min_battery_pct)
 
 
-def _expected_visit(ledger: Ledger, now: datetime, horizon: datetime) -> Deferral | None:
+def _expected_visit(ledger: Ledger, now: datetime, horizon: datetime) -> Cause | None:
     for compartment, slot in sorted(ledger.slots.items()):
         window = slot.window
         if window is None:
             continue
         if slot.state is SlotState.HELD and window.opens_at < horizon and window.hold_until > now:
             detail = f"{slot.reservation_id} may be deposited in {compartment} until {window.hold_until.isoformat()}"
-            return Deferral(DeferReason.DEPOSIT_EXPECTED, detail)
+            return Cause(code=OtaReason.RESERVATION_DUE, detail=detail)
         if slot.state is SlotState.OCCUPIED and now < window.pickup_until <= horizon:
             detail = f"{slot.reservation_id} is due for pickup from {compartment} by {window.pickup_until.isoformat()}"
-            return Deferral(DeferReason.PICKUP_EXPECTED, detail)
+            return Cause(code=OtaReason.RESERVATION_DUE, detail=detail)
     return None
 
 
-def _battery(battery: BatteryReading | None, floor_pct: float) -> Deferral | None:
+def _battery(battery: BatteryReading | None, floor_pct: float) -> Cause | None:
     if battery is None:
-        return Deferral(DeferReason.BATTERY_UNKNOWN, "the battery gauge cannot be read")
+        return Cause(code=OtaReason.BATTERY_LOW, detail="the battery gauge cannot be read")
     if battery.power_source is PowerSource.SHORE or battery.soc_pct >= floor_pct:
         return None
     detail = f"battery at {battery.soc_pct:.0f} % on {battery.power_source.value} power, floor {floor_pct:.0f} %"
-    return Deferral(DeferReason.LOW_BATTERY, detail)
+    return Cause(code=OtaReason.BATTERY_LOW, detail=detail)

@@ -11,15 +11,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from node_agent.ota.state import (
-    CANCELLABLE_PHASES,
-    FINAL_PHASES,
-    REPORTED_AS,
-    OtaState,
-    Phase,
-    ReportState,
-    UpdateJob,
-)
+from node_agent.ota.state import CANCELLABLE_PHASES, FINAL_PHASES, REPORTED_AS, Cause, OtaRecord, Phase, UpdateJob
+from schemas.ota import MAY_HAVE_REASON, OtaReason, OtaState
+from schemas.semver import SemVer
 
 
 @dataclass(frozen=True)
@@ -34,13 +28,16 @@ class Policy:
 
 @dataclass(frozen=True)
 class Progress:
-    """One progress report for the controller."""
+    """One progress report for the controller (the agent wraps it in an :class:`~schemas.OtaEvent`)."""
 
     command_id: str
-    state: ReportState
-    version: str
+    rollout_id: str
+    state: OtaState
+    to_version: str | None
     from_version: str | None
-    reason: str = ""
+    reason: str | None = None
+    """A snake_case code, only on states that may carry one (:data:`schemas.ota.MAY_HAVE_REASON`)."""
+    detail: str = ""
     bytes_done: int | None = None
     bytes_total: int | None = None
     attempts: int = 0
@@ -59,9 +56,9 @@ class Requested:
 
 @dataclass(frozen=True)
 class GateChecked:
-    """The occupancy gate was evaluated: ``blocked`` is the reason to wait, or None when clear."""
+    """The occupancy gate was evaluated: ``blocked`` is why to wait, or None when clear."""
 
-    blocked: str | None
+    blocked: Cause | None
 
 
 @dataclass(frozen=True)
@@ -80,7 +77,7 @@ class Downloaded:
 class DownloadFailed:
     """The download stopped; a retryable error resumes it, a permanent one (size cap, not found) fails it."""
 
-    reason: str
+    detail: str
     retryable: bool
 
 
@@ -91,9 +88,10 @@ class Verified:
 
 @dataclass(frozen=True)
 class Refused:
-    """The release or its artifact was refused (the reason says which check)."""
+    """The release or its artifact was refused (``reason`` names the check, a :class:`~schemas.RefusalReason`)."""
 
     reason: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ class Installed:
 class InstallFailed:
     """Installing into the new slot failed; the running slot was never touched."""
 
-    reason: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -132,7 +130,7 @@ class HealthChecked:
 class Committed:
     """The platform made the new slot permanent; ``floor`` is the node's new anti-rollback floor."""
 
-    floor: str | None
+    floor: SemVer | None
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ class Cancelled:
     """The controller withdrew the update ``command_id``."""
 
     command_id: str
-    reason: str = "cancelled by the controller"
+    detail: str = "cancelled by the controller"
 
 
 @dataclass(frozen=True)
@@ -210,7 +208,7 @@ _ACTIONS = {
 }
 
 
-def action_for(state: OtaState) -> Action:
+def action_for(state: OtaRecord) -> Action:
     """The action the driver performs in ``state``'s phase."""
     return _ACTIONS[state.phase]
 
@@ -219,119 +217,125 @@ def action_for(state: OtaState) -> Action:
 class Step:
     """The state after an event and the progress reports to emit once it is persisted."""
 
-    state: OtaState
+    state: OtaRecord
     reports: tuple[Progress, ...] = field(default=())
 
 
 def progress(
-    state: OtaState,
+    record: OtaRecord,
     *,
-    reported: ReportState | None = None,
-    reason: str | None = None,
+    reported: OtaState | None = None,
+    cause: Cause | None = None,
     bytes_done: int | None = None,
     bytes_total: int | None = None,
 ) -> Progress:
-    """The report of ``state`` as the controller sees it (``reported`` and ``reason`` override the phase's)."""
-    assert state.job is not None, "an idle node has nothing to report"
+    """The report of ``record`` as the controller sees it (``reported`` and ``cause`` override the record's)."""
+    job = record.job
+    assert job is not None, "an idle node has nothing to report"
+    state = reported or REPORTED_AS[record.phase]
+    why = cause or record.cause
     return Progress(
-        command_id=state.job.command_id,
-        state=reported or REPORTED_AS[state.phase],
-        version=state.job.version,
-        from_version=state.from_version,
-        reason=state.reason if reason is None else reason,
+        command_id=job.command_id,
+        rollout_id=job.rollout_id,
+        state=state,
+        to_version=job.version,
+        from_version=record.from_version,
+        reason=why.code if why and state in MAY_HAVE_REASON else None,
+        detail=(why.detail or why.code) if why else "",
         bytes_done=bytes_done,
         bytes_total=bytes_total,
-        attempts=state.attempts,
+        attempts=record.attempts,
     )
 
 
-def advance(state: OtaState, event: Event, now: datetime, policy: Policy = Policy()) -> Step:
-    """The next state after ``event`` in ``state`` at ``now``; an event that does not apply changes nothing."""
+def advance(record: OtaRecord, event: Event, now: datetime, policy: Policy = Policy()) -> Step:
+    """The record after ``event`` at ``now``; an event that does not apply in the record's phase changes nothing."""
     if isinstance(event, Requested):
-        return _requested(state, event, now)
+        return _requested(record, event, now)
     if isinstance(event, Booted):
-        return _booted(state, event, now, policy)
-    if isinstance(event, Cancelled) and state.phase in CANCELLABLE_PHASES and _is_current(state, event.command_id):
-        return _to(state, Phase.CANCELLED, now, reason=event.reason)
-    if isinstance(event, Reported) and state.phase in FINAL_PHASES:
-        return Step(OtaState(floor=state.floor, since=now))
-    handler = _HANDLERS.get(state.phase)
-    step = handler(state, event, now, policy) if handler else None
-    return step or Step(state)
+        return _booted(record, event, now, policy)
+    if isinstance(event, Cancelled) and record.phase in CANCELLABLE_PHASES and _is_current(record, event.command_id):
+        return _to(record, Phase.CANCELLED, now, Cause(code=OtaReason.REQUESTED, detail=event.detail))
+    if isinstance(event, Reported) and record.phase in FINAL_PHASES:
+        return Step(OtaRecord(floor=record.floor, since=now))
+    handler = _HANDLERS.get(record.phase)
+    step = handler(record, event, now, policy) if handler else None
+    return step or Step(record)
 
 
-def _is_current(state: OtaState, command_id: str) -> bool:
-    return state.job is not None and state.job.command_id == command_id
+def _is_current(record: OtaRecord, command_id: str) -> bool:
+    return record.job is not None and record.job.command_id == command_id
 
 
-def _gate(state: OtaState, event: Event, now: datetime, _policy: Policy) -> Step | None:
+def _gate(record: OtaRecord, event: Event, now: datetime, _policy: Policy) -> Step | None:
     if not isinstance(event, GateChecked):
         return None
     if event.blocked is not None:
-        waiting = state.model_copy(update={"reason": event.blocked})
-        return Step(waiting, (progress(waiting, reported=ReportState.DEFERRED),))
-    return _to(state, Phase.DOWNLOADING if state.phase is Phase.WAITING else Phase.SWITCHING, now)
+        waiting = record.model_copy(update={"cause": event.blocked})
+        return Step(waiting, (progress(waiting, reported=OtaState.DEFERRED),))
+    return _to(record, Phase.DOWNLOADING if record.phase is Phase.WAITING else Phase.SWITCHING, now)
 
 
-def _download(state: OtaState, event: Event, now: datetime, policy: Policy) -> Step | None:
+def _download(record: OtaRecord, event: Event, now: datetime, policy: Policy) -> Step | None:
     match event:
         case DownloadProgressed(done=done):
-            assert state.job is not None
-            return Step(state, (progress(state, bytes_done=done, bytes_total=state.job.size),))
+            assert record.job is not None and record.job.release is not None
+            return Step(record, (progress(record, bytes_done=done, bytes_total=record.job.release.manifest.size),))
         case Downloaded():
-            return _to(state, Phase.VERIFYING, now)
-        case DownloadFailed(reason=reason, retryable=retryable):
-            failures = state.download_failures + 1
+            return _to(record, Phase.VERIFYING, now)
+        case DownloadFailed(detail=detail, retryable=retryable):
+            cause = Cause(code=OtaReason.DOWNLOAD_FAILED, detail=detail)
+            failures = record.download_failures + 1
             if retryable and failures < policy.max_download_failures:
-                return Step(state.model_copy(update={"download_failures": failures, "reason": reason}))
-            return _to(state, Phase.FAILED, now, reason=f"download: {reason}")
+                return Step(record.model_copy(update={"download_failures": failures, "cause": cause}))
+            return _to(record, Phase.FAILED, now, cause)
     return None
 
 
-def _verify(state: OtaState, event: Event, now: datetime, _policy: Policy) -> Step | None:
+def _verify(record: OtaRecord, event: Event, now: datetime, _policy: Policy) -> Step | None:
     match event:
         case Verified():
-            return _to(state, Phase.INSTALLING, now)
-        case Refused(reason=reason):
-            return _to(state, Phase.FAILED, now, reason=f"refused: {reason}")
+            return _to(record, Phase.INSTALLING, now)
+        case Refused(reason=reason, detail=detail):
+            return _to(record, Phase.FAILED, now, Cause(code=reason, detail=detail))
     return None
 
 
-def _install(state: OtaState, event: Event, now: datetime, _policy: Policy) -> Step | None:
+def _install(record: OtaRecord, event: Event, now: datetime, _policy: Policy) -> Step | None:
     match event:
         case Installed():
-            return _to(state, Phase.STAGED, now)
-        case InstallFailed(reason=reason):
-            return _to(state, Phase.FAILED, now, reason=f"install: {reason}")
+            return _to(record, Phase.STAGED, now)
+        case InstallFailed(detail=detail):
+            return _to(record, Phase.FAILED, now, Cause(code=OtaReason.INSTALL_FAILED, detail=detail))
     return None
 
 
-def _switch(state: OtaState, event: Event, now: datetime, _policy: Policy) -> Step | None:
-    return _to(state, Phase.RESTARTING, now) if isinstance(event, Switched) else None
+def _switch(record: OtaRecord, event: Event, now: datetime, _policy: Policy) -> Step | None:
+    return _to(record, Phase.RESTARTING, now) if isinstance(event, Switched) else None
 
 
-def _test(state: OtaState, event: Event, now: datetime, policy: Policy) -> Step | None:
+def _test(record: OtaRecord, event: Event, now: datetime, policy: Policy) -> Step | None:
     if not isinstance(event, HealthChecked):
         return None
     if event.problem is None:
-        return _to(state, Phase.COMMITTING, now)
-    if state.attempts >= policy.max_starts:
-        reason = f"health check failed on {state.attempts} starts, last: {event.problem}"
-        return _to(state, Phase.ROLLING_BACK, now, reason=reason)
-    return _to(state, Phase.RESTARTING, now, reason=f"health check: {event.problem}")
+        return _to(record, Phase.COMMITTING, now)
+    if record.attempts >= policy.max_starts:
+        detail = f"failed on {record.attempts} starts, last: {event.problem}"
+        return _to(record, Phase.ROLLING_BACK, now, Cause(code=OtaReason.HEALTH_CHECK_FAILED, detail=detail))
+    return _to(record, Phase.RESTARTING, now, Cause(code=OtaReason.HEALTH_CHECK_FAILED, detail=event.problem))
 
 
-def _commit(state: OtaState, event: Event, now: datetime, _policy: Policy) -> Step | None:
+def _commit(record: OtaRecord, event: Event, now: datetime, _policy: Policy) -> Step | None:
     if not isinstance(event, Committed):
         return None
-    return _to(state.model_copy(update={"floor": event.floor}), Phase.COMMITTED, now)
+    return _to(record.model_copy(update={"floor": event.floor}), Phase.COMMITTED, now)
 
 
-def _roll_back(state: OtaState, event: Event, now: datetime, _policy: Policy) -> Step | None:
-    return _to(state, Phase.RESTORING, now) if isinstance(event, RolledBack) else None
+def _roll_back(record: OtaRecord, event: Event, now: datetime, _policy: Policy) -> Step | None:
+    return _to(record, Phase.RESTORING, now, record.cause) if isinstance(event, RolledBack) else None
 
 
-_Handler = Callable[[OtaState, Event, datetime, Policy], Step | None]
+_Handler = Callable[[OtaRecord, Event, datetime, Policy], Step | None]
 _HANDLERS: dict[Phase, _Handler] = {
     Phase.WAITING: _gate,
     Phase.STAGED: _gate,
@@ -345,48 +349,53 @@ _HANDLERS: dict[Phase, _Handler] = {
 }
 
 
-def _requested(state: OtaState, event: Requested, now: datetime) -> Step:
+def _requested(record: OtaRecord, event: Requested, now: datetime) -> Step:
     job = event.job
-    if _is_current(state, job.command_id):
-        return Step(state)  # a repeat of the command in progress
-    if state.phase is not Phase.IDLE:
-        busy = OtaState(phase=Phase.FAILED, job=job, from_version=event.running_version)
-        reason = f"update {state.job.command_id if state.job else '?'} is in progress; send this one after it ends"
-        return Step(state, (progress(busy, reason=reason),))
-    accepted = OtaState(phase=Phase.WAITING, job=job, from_version=event.running_version, floor=state.floor, since=now)
+    if _is_current(record, job.command_id):
+        return Step(record)  # a repeat of the command in progress
+    if record.phase is not Phase.IDLE:
+        busy = OtaRecord(phase=Phase.FAILED, job=job, from_version=event.running_version)
+        detail = f"update {record.job.command_id if record.job else '?'} is in progress; send this one after it ends"
+        return Step(record, (progress(busy, cause=Cause(code=OtaReason.BUSY, detail=detail)),))
+    accepted = OtaRecord(job=job, from_version=event.running_version, floor=record.floor, since=now)
+    if job.rollback:
+        return _to(accepted, Phase.ROLLING_BACK, now, Cause(code=OtaReason.REQUESTED, detail="rollback requested"))
     if job.version == event.running_version:
-        return Step(accepted.model_copy(update={"phase": Phase.COMMITTED, "reason": "already running this version"}))
-    return Step(accepted)  # the gate check that follows reports deferred or downloading
+        return Step(accepted.model_copy(update={"phase": Phase.COMMITTED}))
+    # The gate check that follows reports deferred or downloading.
+    return Step(accepted.model_copy(update={"phase": Phase.WAITING}))
 
 
-def _booted(state: OtaState, event: Booted, now: datetime, policy: Policy) -> Step:
+def _booted(record: OtaRecord, event: Booted, now: datetime, policy: Policy) -> Step:
     """A start: in a trial it counts as one more attempt; elsewhere the step in progress is simply repeated."""
-    if state.phase is Phase.RESTORING:
-        return _to(state, Phase.ROLLED_BACK, now)
-    if state.phase not in {Phase.RESTARTING, Phase.TESTING, Phase.COMMITTING}:
-        return Step(state)  # SWITCHING included: the switch is idempotent and is done again
-    if event.current != state.target:
-        reason = f"the platform went back to {event.current} after {event.platform_attempts} failed starts"
-        return _to(state, Phase.ROLLED_BACK, now, reason=reason)
-    if state.phase is Phase.COMMITTING:
-        return Step(state)  # the health check passed; the commit is done again
-    attempts = max(state.attempts + 1, event.platform_attempts)
-    tried = state.model_copy(update={"attempts": attempts})
+    if record.phase is Phase.RESTORING:
+        return _to(record, Phase.ROLLED_BACK, now, record.cause)
+    if record.phase not in {Phase.RESTARTING, Phase.TESTING, Phase.COMMITTING}:
+        return Step(record)  # SWITCHING included: the switch is idempotent and is done again
+    if event.current != record.target:
+        detail = f"the platform went back to {event.current} after {event.platform_attempts} failed starts"
+        return _to(record, Phase.ROLLED_BACK, now, Cause(code=OtaReason.HEALTH_CHECK_FAILED, detail=detail))
+    if record.phase is Phase.COMMITTING:
+        return Step(record)  # the health check passed; the commit is done again
+    attempts = max(record.attempts + 1, event.platform_attempts)
+    tried = record.model_copy(update={"attempts": attempts})
     if attempts <= policy.max_starts:
-        return _to(tried, Phase.TESTING, now)
-    reason = f"the new release did not pass its health check in {policy.max_starts} starts"
-    return _to(tried, Phase.ROLLING_BACK, now, reason=f"{reason}, last: {state.reason}" if state.reason else reason)
+        return _to(tried, Phase.TESTING, now, record.cause)
+    detail = f"not healthy in {policy.max_starts} starts"
+    if record.cause:
+        detail += f", last: {record.cause.detail}"
+    return _to(tried, Phase.ROLLING_BACK, now, Cause(code=OtaReason.HEALTH_CHECK_FAILED, detail=detail))
 
 
-def _to(state: OtaState, phase: Phase, now: datetime, *, reason: str = "") -> Step:
+def _to(record: OtaRecord, phase: Phase, now: datetime, cause: Cause | None = None) -> Step:
     """Enter ``phase``; every entered phase is reported except the final ones (reported by ``finish``)."""
-    moved = state.model_copy(update={"phase": phase, "since": now, "reason": reason})
+    moved = record.model_copy(update={"phase": phase, "since": now, "cause": cause})
     if phase in FINAL_PHASES:
         return Step(moved)
     return Step(moved, (progress(moved),))
 
 
-def final_report(state: OtaState) -> Progress:
+def final_report(record: OtaRecord) -> Progress:
     """The final outcome of a finished update (only for a final phase)."""
-    assert state.phase in FINAL_PHASES, f"{state.phase} is not final"
-    return progress(state)
+    assert record.phase in FINAL_PHASES, f"{record.phase} is not final"
+    return progress(record)

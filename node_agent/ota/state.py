@@ -1,8 +1,8 @@
 """What the OTA state machine remembers across restarts: one small document, persisted after every transition.
 
-The phases are finer than what the controller sees (:class:`ReportState`): the extra ones exist so that a crash at
-any point resumes at a step that is safe to repeat (install into a fresh slot, switch once, commit once, roll back
-once) and never leaves the node running a half-installed slot.
+The phases are finer than what the controller sees (:class:`schemas.ota.OtaState`): the extra ones exist so that a
+crash at any point resumes at a step that is safe to repeat (install into a fresh slot, switch once, commit once,
+roll back once) and never leaves the node running a half-installed slot.
 """
 
 from datetime import datetime
@@ -10,6 +10,10 @@ from enum import StrEnum
 from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.ota import OtaState
+from schemas.release import SignedRelease
+from schemas.semver import SemVer
 
 STATE_FORMAT: Final = 1
 """Version of the persisted document; every release must read the format of the release it replaces."""
@@ -51,56 +55,56 @@ TRIAL_PHASES: Final = frozenset({Phase.SWITCHING, Phase.RESTARTING, Phase.TESTIN
 """The new release is (or may be) what the node starts."""
 
 
-class ReportState(StrEnum):
-    """Per-node update state as the controller sees it (the rollout engine's vocabulary)."""
-
-    DEFERRED = "deferred"
-    DOWNLOADING = "downloading"
-    VERIFYING = "verifying"
-    INSTALLING = "installing"
-    RESTARTING = "restarting"
-    TESTING = "testing"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    ROLLED_BACK = "rolled_back"
-    CANCELLED = "cancelled"
-
-
-REPORTED_AS: Final[dict[Phase, ReportState]] = {
-    Phase.WAITING: ReportState.DEFERRED,
-    Phase.DOWNLOADING: ReportState.DOWNLOADING,
-    Phase.VERIFYING: ReportState.VERIFYING,
-    Phase.INSTALLING: ReportState.INSTALLING,
-    Phase.STAGED: ReportState.INSTALLING,
-    Phase.SWITCHING: ReportState.RESTARTING,
-    Phase.RESTARTING: ReportState.RESTARTING,
-    Phase.TESTING: ReportState.TESTING,
-    Phase.COMMITTING: ReportState.TESTING,
-    Phase.ROLLING_BACK: ReportState.TESTING,
-    Phase.RESTORING: ReportState.TESTING,
-    Phase.COMMITTED: ReportState.SUCCEEDED,
-    Phase.ROLLED_BACK: ReportState.ROLLED_BACK,
-    Phase.FAILED: ReportState.FAILED,
-    Phase.CANCELLED: ReportState.CANCELLED,
+REPORTED_AS: Final[dict[Phase, OtaState]] = {
+    Phase.WAITING: OtaState.DEFERRED,
+    Phase.DOWNLOADING: OtaState.DOWNLOADING,
+    Phase.VERIFYING: OtaState.VERIFYING,
+    Phase.INSTALLING: OtaState.INSTALLING,
+    Phase.STAGED: OtaState.INSTALLING,
+    Phase.SWITCHING: OtaState.RESTARTING,
+    Phase.RESTARTING: OtaState.RESTARTING,
+    Phase.TESTING: OtaState.TESTING,
+    Phase.COMMITTING: OtaState.TESTING,
+    Phase.ROLLING_BACK: OtaState.TESTING,
+    Phase.RESTORING: OtaState.TESTING,
+    Phase.COMMITTED: OtaState.SUCCEEDED,
+    Phase.ROLLED_BACK: OtaState.ROLLED_BACK,
+    Phase.FAILED: OtaState.FAILED,
+    Phase.CANCELLED: OtaState.CANCELLED,
 }
 """What the controller is told for each phase (idle is never reported)."""
 
 
+class Cause(BaseModel):
+    """Why an update waits, failed or was rolled back: a snake_case code for counting, a detail for people."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.detail}" if self.detail else self.code
+
+
 class UpdateJob(BaseModel):
-    """One update as accepted from an update command, with the facts of its verified release manifest."""
+    """One update as accepted from an :class:`~schemas.UpdateCommand` (install a release, or go back a slot)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     command_id: str
-    version: str
-    artifact_url: str
-    release: str = Field(description="The signed release document as received; verified again before installing.")
-    size: int = Field(ge=0, description="Artifact bytes, from the verified manifest.")
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    min_version: str | None = Field(default=None, description="The manifest's anti-rollback floor.")
+    rollout_id: str
+    release: SignedRelease | None = Field(default=None, description="Verified on request and again after download.")
+    artifact_urls: tuple[str, ...] = ()
+    rollback: bool = Field(default=False, description="Go back to the previous slot instead of installing.")
+
+    @property
+    def version(self) -> str | None:
+        """The version being installed (None for a rollback)."""
+        return str(self.release.manifest.version) if self.release else None
 
 
-class OtaState(BaseModel):
+class OtaRecord(BaseModel):
     """The persisted state of the node's update (at most one at a time)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -111,9 +115,9 @@ class OtaState(BaseModel):
     from_version: str | None = Field(default=None, description="What ran when the update was accepted.")
     attempts: int = Field(default=0, ge=0, description="Trial starts of the new release so far.")
     download_failures: int = Field(default=0, ge=0)
-    reason: str = Field(default="", description="Why it is deferred, failed or rolled back.")
+    cause: Cause | None = Field(default=None, description="Why it is deferred, failed or rolled back.")
     since: datetime | None = Field(default=None, description="When the current phase was entered.")
-    floor: str | None = Field(default=None, description="Anti-rollback floor: no release below it is accepted.")
+    floor: SemVer | None = Field(default=None, description="Anti-rollback floor: no release below it is accepted.")
 
     @property
     def target(self) -> str | None:

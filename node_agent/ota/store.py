@@ -9,7 +9,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from node_agent.ota.state import STATE_FORMAT, OtaState
+from node_agent.ota.state import STATE_FORMAT, OtaRecord
 
 
 class OtaStateError(RuntimeError):
@@ -17,19 +17,19 @@ class OtaStateError(RuntimeError):
 
 
 class StateFile:
-    """Load and save the node's :class:`OtaState`."""
+    """Load and save the node's :class:`OtaRecord`."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def load(self) -> OtaState:
+    def load(self) -> OtaRecord:
         """The saved state; idle when nothing was ever saved."""
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
-            return OtaState()
+            return OtaRecord()
         try:
-            state = OtaState.model_validate_json(raw)
+            state = OtaRecord.model_validate_json(raw)
         except ValidationError as exc:
             raise OtaStateError(
                 f"{self.path} is not a readable OTA state ({exc.error_count()} errors): "
@@ -39,7 +39,7 @@ class StateFile:
             raise OtaStateError(f"{self.path} has format {state.format}, this release reads {STATE_FORMAT}")
         return state
 
-    def save(self, state: OtaState) -> None:
+    def save(self, state: OtaRecord) -> None:
         """Replace the saved state, durably, when this returns."""
         write_atomically(self.path, state.model_dump_json(indent=1).encode())
 

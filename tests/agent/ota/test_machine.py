@@ -1,6 +1,6 @@
 """The pure OTA state machine: every path to a final outcome, and properties over any order of events."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,14 +30,20 @@ from node_agent.ota.machine import (
     advance,
     final_report,
 )
-from node_agent.ota.state import FINAL_PHASES, TRIAL_PHASES, OtaState, Phase, ReportState, UpdateJob
+from node_agent.ota.state import FINAL_PHASES, TRIAL_PHASES, Cause, OtaRecord, Phase, UpdateJob
+from schemas.ota import OtaState
+from schemas.semver import SemVer
+from tests.agent.ota.releases import T0, artifact, signed
 
-T0 = datetime(2026, 11, 24, 12, tzinfo=UTC)
-JOB = UpdateJob(command_id="up-1", version="1.1.0", artifact_url="http://x/a", release="{}", size=10, sha256="0" * 64)
+JOB = UpdateJob(
+    command_id="up-1", rollout_id="ro-1", release=signed("1.1.0", artifact("1.1.0")), artifact_urls=("http://x/a",)
+)
+SIZE = len(artifact("1.1.0"))
+DOOR = Cause(code="door_open", detail="door open: A1")
 POLICY = Policy(max_starts=3, max_download_failures=2)
 
 
-def run(state: OtaState, *events: Event) -> tuple[OtaState, list[Step]]:
+def run(state: OtaRecord, *events: Event) -> tuple[OtaRecord, list[Step]]:
     steps = []
     for event in events:
         step = advance(state, event, T0, POLICY)
@@ -46,20 +52,20 @@ def run(state: OtaState, *events: Event) -> tuple[OtaState, list[Step]]:
     return state, steps
 
 
-def reported(steps: list[Step]) -> list[ReportState]:
+def reported(steps: list[Step]) -> list[OtaState]:
     return [r.state for s in steps for r in s.reports]
 
 
-def staged() -> OtaState:
-    state, _ = run(OtaState(), Requested(JOB, "1.0.0"), GateChecked(None), Downloaded(), Verified(), Installed())
+def staged() -> OtaRecord:
+    state, _ = run(OtaRecord(), Requested(JOB, "1.0.0"), GateChecked(None), Downloaded(), Verified(), Installed())
     return state
 
 
 def test_happy_path_reports_each_step_and_success_only_after_commit() -> None:
     state, steps = run(
-        OtaState(),
+        OtaRecord(),
         Requested(JOB, "1.0.0"),
-        GateChecked("door_open: A1"),
+        GateChecked(DOOR),
         GateChecked(None),
         DownloadProgressed(5),
         Downloaded(),
@@ -72,24 +78,25 @@ def test_happy_path_reports_each_step_and_success_only_after_commit() -> None:
     )
     assert state.phase is Phase.COMMITTING and action_for(state) is Action.COMMIT
     assert reported(steps) == [
-        ReportState.DEFERRED,
-        ReportState.DOWNLOADING,
-        ReportState.DOWNLOADING,
-        ReportState.VERIFYING,
-        ReportState.INSTALLING,
-        ReportState.INSTALLING,
-        ReportState.RESTARTING,
-        ReportState.RESTARTING,
-        ReportState.TESTING,
-        ReportState.TESTING,
+        OtaState.DEFERRED,
+        OtaState.DOWNLOADING,
+        OtaState.DOWNLOADING,
+        OtaState.VERIFYING,
+        OtaState.INSTALLING,
+        OtaState.INSTALLING,
+        OtaState.RESTARTING,
+        OtaState.RESTARTING,
+        OtaState.TESTING,
+        OtaState.TESTING,
     ]
-    assert steps[1].reports[0].reason == "door_open: A1"
-    assert steps[3].reports[0].bytes_done == 5 and steps[3].reports[0].bytes_total == 10
-    done, more = run(state, Committed("1.0.0"))
+    assert (steps[1].reports[0].reason, steps[1].reports[0].detail) == ("door_open", "door open: A1")
+    assert steps[2].reports[0].reason is None, "the wait is over"
+    assert steps[3].reports[0].bytes_done == 5 and steps[3].reports[0].bytes_total == SIZE
+    done, more = run(state, Committed(SemVer.parse("1.0.0")))
     assert done.phase is Phase.COMMITTED and not reported(more), "success is reported by finish, not on entry"
-    assert final_report(done).state is ReportState.SUCCEEDED and final_report(done).from_version == "1.0.0"
+    assert final_report(done).state is OtaState.SUCCEEDED and final_report(done).from_version == "1.0.0"
     idle, _ = run(done, Reported())
-    assert idle.phase is Phase.IDLE and idle.job is None and idle.floor == "1.0.0"
+    assert idle.phase is Phase.IDLE and idle.job is None and idle.floor == SemVer.parse("1.0.0")
 
 
 def test_n_failed_health_checks_roll_back_then_report_rolled_back() -> None:
@@ -98,13 +105,15 @@ def test_n_failed_health_checks_roll_back_then_report_rolled_back() -> None:
         state, _ = run(state, Booted("1.1.0"))
         assert state.phase is Phase.TESTING and state.attempts == attempt
         state, _ = run(state, HealthChecked("broker round trip timed out"))
-    assert state.phase is Phase.ROLLING_BACK
-    assert "3 starts" in state.reason and "broker round trip" in state.reason
+    assert state.phase is Phase.ROLLING_BACK and state.cause is not None
+    assert state.cause.code == "health_check_failed"
+    assert "3 starts" in state.cause.detail and "broker round trip" in state.cause.detail
     state, _ = run(state, RolledBack())
     assert state.phase is Phase.RESTORING and action_for(state) is Action.RESTART
     state, _ = run(state, Booted("1.0.0"))
     assert state.phase is Phase.ROLLED_BACK
-    assert final_report(state).state is ReportState.ROLLED_BACK
+    report = final_report(state)
+    assert (report.state, report.reason) == (OtaState.ROLLED_BACK, "health_check_failed")
 
 
 def test_starts_that_never_reach_the_health_check_count_too() -> None:
@@ -122,7 +131,7 @@ def test_the_platform_count_wins_when_it_is_ahead() -> None:
 
 def test_a_platform_that_went_back_by_itself_is_reported_rolled_back() -> None:
     state, _ = run(staged(), GateChecked(None), Switched(), Booted("1.1.0"), Booted("1.0.0", platform_attempts=3))
-    assert state.phase is Phase.ROLLED_BACK and "went back to 1.0.0" in state.reason
+    assert state.phase is Phase.ROLLED_BACK and state.cause is not None and "went back to 1.0.0" in state.cause.detail
 
 
 def test_a_crash_in_switching_repeats_the_switch_and_a_crash_in_committing_repeats_the_commit() -> None:
@@ -133,39 +142,48 @@ def test_a_crash_in_switching_repeats_the_switch_and_a_crash_in_committing_repea
 
 
 def test_refusals_and_install_errors_fail_the_update() -> None:
-    state, _ = run(OtaState(), Requested(JOB, "1.0.0"), GateChecked(None), Downloaded(), Refused("bad signature"))
-    assert state.phase is Phase.FAILED and state.reason == "refused: bad signature"
-    assert final_report(state).state is ReportState.FAILED
+    refused = Refused("bad_signature", "by x")
+    state, _ = run(OtaRecord(), Requested(JOB, "1.0.0"), GateChecked(None), Downloaded(), refused)
+    report = final_report(state)
+    assert (report.state, report.reason, report.detail) == (OtaState.FAILED, "bad_signature", "by x")
     state, _ = run(staged().model_copy(update={"phase": Phase.INSTALLING}), InstallFailed("pip: no wheel"))
-    assert state.phase is Phase.FAILED and state.reason == "install: pip: no wheel"
+    assert state.phase is Phase.FAILED and state.cause == Cause(code="install_failed", detail="pip: no wheel")
 
 
 def test_download_errors_are_retried_up_to_the_policy_then_fail() -> None:
-    state, _ = run(OtaState(), Requested(JOB, "1.0.0"), GateChecked(None), DownloadFailed("reset", retryable=True))
+    state, _ = run(OtaRecord(), Requested(JOB, "1.0.0"), GateChecked(None), DownloadFailed("reset", retryable=True))
     assert state.phase is Phase.DOWNLOADING and state.download_failures == 1
     state, _ = run(state, DownloadFailed("reset", retryable=True))
-    assert state.phase is Phase.FAILED and state.reason == "download: reset"
-    state, _ = run(OtaState(), Requested(JOB, "1.0.0"), GateChecked(None), DownloadFailed("too big", False))
+    assert state.phase is Phase.FAILED and state.cause == Cause(code="download_failed", detail="reset")
+    state, _ = run(OtaRecord(), Requested(JOB, "1.0.0"), GateChecked(None), DownloadFailed("too big", False))
     assert state.phase is Phase.FAILED
 
 
 def test_a_second_update_is_refused_while_one_runs_and_a_repeat_is_ignored() -> None:
-    state, _ = run(OtaState(), Requested(JOB, "1.0.0"))
+    state, _ = run(OtaRecord(), Requested(JOB, "1.0.0"))
     again, steps = run(state, Requested(JOB, "1.0.0"))
     assert again == state and not reported(steps)
     other = JOB.model_copy(update={"command_id": "up-2"})
     kept, steps = run(state, Requested(other, "1.0.0"))
     assert kept == state
-    assert [(r.command_id, r.state) for s in steps for r in s.reports] == [("up-2", ReportState.FAILED)]
+    assert [(r.command_id, r.state, r.reason) for s in steps for r in s.reports] == [("up-2", OtaState.FAILED, "busy")]
 
 
 def test_the_running_version_is_already_a_success() -> None:
-    state, _ = run(OtaState(), Requested(JOB, "1.1.0"))
-    assert state.phase is Phase.COMMITTED and final_report(state).reason == "already running this version"
+    state, _ = run(OtaRecord(), Requested(JOB, "1.1.0"))
+    assert state.phase is Phase.COMMITTED and final_report(state).state is OtaState.SUCCEEDED
+
+
+def test_a_requested_rollback_goes_back_a_slot_and_reports_rolled_back() -> None:
+    job = UpdateJob(command_id="rb-1", rollout_id="ro-1", rollback=True)
+    state, _ = run(OtaRecord(), Requested(job, "1.1.0"), RolledBack(), Booted("1.0.0"))
+    assert state.phase is Phase.ROLLED_BACK
+    report = final_report(state)
+    assert (report.state, report.reason, report.to_version) == (OtaState.ROLLED_BACK, "requested", None)
 
 
 def test_cancel_only_before_the_switch() -> None:
-    state, _ = run(OtaState(), Requested(JOB, "1.0.0"), Cancelled("up-1"))
+    state, _ = run(OtaRecord(), Requested(JOB, "1.0.0"), Cancelled("up-1"))
     assert state.phase is Phase.CANCELLED
     wrong, _ = run(staged(), Cancelled("up-9"))
     assert wrong.phase is Phase.STAGED
@@ -177,12 +195,12 @@ EVENTS = st.sampled_from(
     [
         Requested(JOB, "1.0.0"),
         GateChecked(None),
-        GateChecked("door_open: A1"),
+        GateChecked(DOOR),
         DownloadProgressed(3),
         Downloaded(),
         DownloadFailed("reset", retryable=True),
         Verified(),
-        Refused("expired"),
+        Refused("expired", ""),
         Installed(),
         InstallFailed("disk full"),
         Switched(),
@@ -191,7 +209,7 @@ EVENTS = st.sampled_from(
         Booted("1.1.0", platform_attempts=2),
         HealthChecked(None),
         HealthChecked("self-test"),
-        Committed("1.0.0"),
+        Committed(SemVer.parse("1.0.0")),
         RolledBack(),
         Cancelled("up-1"),
         Reported(),
@@ -201,13 +219,13 @@ EVENTS = st.sampled_from(
 
 @given(st.lists(EVENTS, max_size=40))
 def test_any_order_of_events_keeps_the_invariants(events: list[Event]) -> None:
-    state = OtaState()
+    state = OtaRecord()
     for event in events:
         before = state
         step = advance(state, event, T0 + timedelta(seconds=1), POLICY)
         state = step.state
         for report in step.reports:
-            assert report.state not in {ReportState.SUCCEEDED, ReportState.ROLLED_BACK}, "only finish reports these"
+            assert report.state not in {OtaState.SUCCEEDED, OtaState.ROLLED_BACK}, "only finish reports these"
         if state.phase is Phase.COMMITTED and before.phase is not Phase.COMMITTED:
             assert before.phase in {Phase.COMMITTING, Phase.IDLE}, "commit follows a passed health check"
         if state.phase is Phase.CANCELLED and before.phase is not Phase.CANCELLED:
