@@ -21,7 +21,7 @@ from controller.mqtt.publisher import CommandLink
 from controller.notify.webhooks import WebhookSender
 from controller.reservations.service import Reservations, sites_from
 from controller.settings import ControllerSettings, reservations_sqlite_url
-from controller.store.fleet import SqliteFleetStore
+from controller.store.fleet import FleetStore, adopt_sqlite_registry
 from controller.store.operators import Maintenance, OperatorStore
 from controller.store.reservations import ReservationStore
 from schemas import StatusBirth
@@ -36,7 +36,11 @@ class Controller:
     def __init__(self, settings: ControllerSettings, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.clock = clock
-        self.store = SqliteFleetStore(settings.store_path)
+        self.reservation_store = ReservationStore(
+            settings.reservations_url or reservations_sqlite_url(settings.store_path)
+        )
+        self.store = FleetStore(self.reservation_store.engine)  # shared by every controller on that database
+        adopt_sqlite_registry(settings.store_path, self.store)
         self.fleet = Fleet(self.store.load())
         self.metrics = Metrics(lambda: self.fleet.counts(self.clock()))
         token = settings.influx_token.get_secret_value() if settings.influx_token else None
@@ -67,9 +71,6 @@ class Controller:
             self.link.ack,
             max_lines=settings.batch_max_lines,
             max_age_s=settings.batch_max_age_s,
-        )
-        self.reservation_store = ReservationStore(
-            settings.reservations_url or reservations_sqlite_url(settings.store_path)
         )
         sites = json.loads(settings.sites_file.read_text()) if settings.sites_file else []
         self.operators = OperatorStore(self.reservation_store.engine)
@@ -102,6 +103,8 @@ class Controller:
             self.pipeline.submit,
             rate_per_min=settings.open_rate_per_min,
             burst=settings.open_burst,
+            key_rate_per_min=settings.open_rate_per_key_per_min,
+            key_burst=settings.open_burst_per_key,
             default_timeout_s=settings.open_timeout_s,
             clock=clock,
         )
@@ -189,6 +192,7 @@ class Controller:
     async def snapshot_fleet(self) -> None:
         """Every ``fleet_snapshot_s``: serve the waitlists, write node counts (measurement ``fleet``)."""
         while True:
+            await asyncio.to_thread(self.store.refresh, self.fleet)  # nodes other controllers saw
             await asyncio.to_thread(self.reservations.serve_waitlists)
             counts = self.fleet.counts(self.clock())
             self.pipeline.submit(

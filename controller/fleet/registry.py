@@ -5,6 +5,8 @@ Pure: no I/O, the caller passes the time. A node is known from its birth. Status
 silent for longer than ``STALE_FACTOR`` telemetry intervals is ``stale``.
 """
 
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
@@ -56,27 +58,46 @@ class Fleet:
     """Every known node's record; apply messages as they arrive, read states with the current time.
 
     Status changes replace a node's record; the per-message bookkeeping (last heard, latest telemetry) goes into
-    plain dicts on the hot path, and records are assembled from both when read.
+    plain dicts on the hot path, and records are assembled from both when read. Statuses (from the broker) and
+    merges (from the shared store) may come from two threads.
     """
 
     def __init__(self, records: list[NodeRecord] | None = None) -> None:
         self._nodes: dict[str, NodeRecord] = {r.node_id: r for r in records or []}
         self._heard: dict[str, float] = {}
         self._telemetry: dict[str, Telemetry] = {}
+        self._status_lock = threading.Lock()
 
     def apply_status(self, status: Status, now: float) -> NodeRecord | None:
         """Apply a birth or death; return the new record when it changed what is stored, else None."""
-        current = self._nodes.get(status.node_id)
-        if current is not None and (status.boot_id, status.seq) <= (current.boot_id, current.seq):
-            return None  # a late or repeated status: a newer one is already applied
-        if isinstance(status, StatusBirth):
-            record = NodeRecord(birth=status, boot_id=status.boot_id, seq=status.seq, online=True, last_seen=now)
-        else:
-            if current is None:
-                return None  # a death of a node never born here says nothing useful
-            record = replace(current, boot_id=status.boot_id, seq=status.seq, online=False)
-        self._nodes[status.node_id] = record
-        return record
+        with self._status_lock:
+            current = self._nodes.get(status.node_id)
+            if current is not None and (status.boot_id, status.seq) <= (current.boot_id, current.seq):
+                return None  # a late or repeated status: a newer one is already applied
+            if isinstance(status, StatusBirth):
+                record = NodeRecord(birth=status, boot_id=status.boot_id, seq=status.seq, online=True, last_seen=now)
+            else:
+                if current is None:
+                    return None  # a death of a node never born here says nothing useful
+                record = replace(current, boot_id=status.boot_id, seq=status.seq, online=False)
+            self._nodes[status.node_id] = record
+            return record
+
+    def merge(self, records: Iterable[NodeRecord]) -> list[NodeRecord]:
+        """Take the records whose ``(boot_id, seq)`` is newer than the one held (or of unknown nodes); return those."""
+        taken = []
+        with self._status_lock:
+            for record in records:
+                current = self._nodes.get(record.node_id)
+                if current is None or (record.boot_id, record.seq) > (current.boot_id, current.seq):
+                    self._nodes[record.node_id] = replace(record, telemetry=None)
+                    taken.append(record)
+        return taken
+
+    def versions(self) -> dict[str, tuple[int, int]]:
+        """``(boot_id, seq)`` of the latest status applied, by node id."""
+        nodes = dict(self._nodes)
+        return {node_id: (r.boot_id, r.seq) for node_id, r in nodes.items()}
 
     def seen(self, node_id: str, now: float, telemetry: Telemetry | None = None) -> None:
         """Note that ``node_id`` was heard from at ``now`` (keeping its latest telemetry by device time)."""

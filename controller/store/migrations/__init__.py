@@ -1,9 +1,9 @@
 """Schema migrations of the controller's store (Alembic), applied when a store opens.
 
 ``env.py`` runs them on the connection the store hands over; ``versions/`` holds one revision per schema change.
-After changing a table in ``reservation_store`` or ``operator_store``, add a revision with
+After changing a table in ``reservations``, ``operators`` or ``fleet``, add a revision with
 ``alembic -c controller/store/migrations/alembic.ini revision --autogenerate -m "what changed"`` against a database at
-the previous head; ``tests/controller/test_migrations.py`` fails while the models and the revisions disagree.
+the previous head; ``tests/controller/store/test_migrations.py`` fails while the models and the revisions disagree.
 """
 
 from pathlib import Path
