@@ -204,8 +204,8 @@ def update_command(node_id: str = "node-1") -> UpdateCommand:
     )
 
 
-def ota_event(node_id: str = "node-1", state: OtaState = OtaState.DOWNLOADING) -> OtaEvent:
-    """The sample update halfway through its download."""
+def ota_event(node_id: str = "node-1", state: OtaState = OtaState.DOWNLOADING, reason: str | None = None) -> OtaEvent:
+    """The sample update at ``state``; by default halfway through its download."""
     downloading = state is OtaState.DOWNLOADING
     return OtaEvent(
         node_id=node_id,
@@ -215,6 +215,7 @@ def ota_event(node_id: str = "node-1", state: OtaState = OtaState.DOWNLOADING) -
         rollout_id="ro-1",
         command_id="cmd-46",
         state=state,
+        reason=reason,
         from_version=SemVer.parse("1.4.2"),
         to_version=SemVer.parse("1.5.0"),
         slot="b",
