@@ -103,8 +103,6 @@ class Controller:
             self.pipeline.submit,
             rate_per_min=settings.open_rate_per_min,
             burst=settings.open_burst,
-            key_rate_per_min=settings.open_rate_per_key_per_min,
-            key_burst=settings.open_burst_per_key,
             default_timeout_s=settings.open_timeout_s,
             clock=clock,
         )
