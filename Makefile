@@ -35,15 +35,16 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m schemas.export --check
 
 test: services lint
 	$(BIN)/pytest
 
-## lock: re-pin every dependency after editing pyproject.toml
+## lock: re-pin every dependency of every extra, for every platform (a locker's lgpio too), after editing pyproject.toml
 lock: $(BIN)/.installed
 	$(BIN)/pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11 --quiet
+	$(BIN)/uv pip compile pyproject.toml --all-extras --universal -o requirements.lock --python-version 3.11 --quiet
 
 ## schemas: regenerate schemas/json/ after changing a model
 schemas: $(BIN)/.installed

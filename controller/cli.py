@@ -1,12 +1,13 @@
-"""The ``lockerfleet`` console command: one subcommand per process kind."""
+"""The ``lockerfleet`` console command: the controller and its admin commands; ``agent`` and ``sim`` where installed.
 
-import argparse
+``lockerfleet agent`` and ``lockerfleet sim`` are ``lockerfleet-agent``'s commands, forwarded; each command refuses
+with one line naming the extra to install when its extra is missing (:mod:`schemas.cli`).
+"""
+
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
+from pydantic_settings import BaseSettings
 
 from controller.settings import (
     ControllerSettings,
@@ -15,7 +16,7 @@ from controller.settings import (
     OperatorKeySettings,
     RevokeKeySettings,
 )
-from node_agent.settings import AgentSettings, SimSettings
+from schemas.cli import Command, parse_command_name, run_command
 
 
 def _run_controller(settings: BaseSettings) -> int:
@@ -72,20 +73,6 @@ def _revoke_key(settings: BaseSettings) -> int:
     return 1
 
 
-def _run_agent(settings: BaseSettings) -> int:
-    from node_agent.main import run_agent  # noqa: PLC0415 - the controller process never loads the agent
-
-    assert isinstance(settings, AgentSettings)
-    return run_agent(settings)
-
-
-def _run_sim(settings: BaseSettings) -> int:
-    from node_agent.simulator import run_sim  # noqa: PLC0415
-
-    assert isinstance(settings, SimSettings)
-    return run_sim(settings)
-
-
 def _run_demo(settings: BaseSettings) -> int:
     from controller.devstack.demo import run_demo  # noqa: PLC0415
 
@@ -93,43 +80,41 @@ def _run_demo(settings: BaseSettings) -> int:
     return run_demo(settings)
 
 
-COMMANDS: dict[str, tuple[str, type[BaseSettings], Callable[[BaseSettings], int]]] = {
-    "controller": ("run the central service", ControllerSettings, _run_controller),
-    "agent": ("run the agent of one locker", AgentSettings, _run_agent),
-    "sim": ("run a simulated fleet of agents on mock pins", SimSettings, _run_sim),
-    "keys": ("issue a courier partner's API key (and register its webhook)", KeySettings, _issue_key),
-    "operator-key": (
+COMMANDS: dict[str, Command] = {
+    "controller": Command("run the central service", ControllerSettings, _run_controller, ("controller",)),
+    "keys": Command(
+        "issue a courier partner's API key (and register its webhook)", KeySettings, _issue_key, ("controller",)
+    ),
+    "operator-key": Command(
         "issue an operator's API key (fleet state, maintenance, direct opens)",
         OperatorKeySettings,
         _issue_operator_key,
+        ("controller",),
     ),
-    "revoke-key": ("revoke a partner's or an operator's API key by its id", RevokeKeySettings, _revoke_key),
-    "demo": ("start a local broker and a simulated fleet, open a door", DemoSettings, _run_demo),
+    "revoke-key": Command(
+        "revoke a partner's or an operator's API key by its id", RevokeKeySettings, _revoke_key, ("controller",)
+    ),
+    "demo": Command(
+        "start a local broker and a simulated fleet, open a door", DemoSettings, _run_demo, ("agent", "controller")
+    ),
 }
+
+AGENT_COMMANDS: dict[str, str] = {
+    "agent": "run the agent of one locker (lockerfleet-agent agent)",
+    "sim": "run a simulated fleet of agents on mock pins (lockerfleet-agent sim)",
+}
+"""Commands of ``lockerfleet-agent`` that ``lockerfleet`` forwards."""
 
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``lockerfleet <command> [--flags]``; flags after the command belong to its settings."""
     args = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(
-        prog="lockerfleet",
-        description="MQTT fleet orchestrator for smart parcel lockers. "
-        "Each command takes --flags or LOCKERFLEET_* environment variables; "
-        "see `lockerfleet <command> --help`.",
-    )
-    parser.add_argument(
-        "command", choices=sorted(COMMANDS), help="; ".join(f"{k}: {v[0]}" for k, v in COMMANDS.items())
-    )
-    if not args or args[0] not in COMMANDS:
-        parser.parse_args(args[:1])
+    choices = {name: command.description for name, command in COMMANDS.items()} | AGENT_COMMANDS
+    name = parse_command_name("lockerfleet", "MQTT fleet orchestrator for smart parcel lockers.", choices, args)
+    if name is None:
         return 2
-    _, settings_cls, run = COMMANDS[args[0]]
-    try:
-        source: CliSettingsSource[BaseSettings] = CliSettingsSource(
-            settings_cls, cli_prog_name=f"lockerfleet {args[0]}"
-        )
-        settings = CliApp.run(settings_cls, cli_args=args[1:], cli_settings_source=source)
-    except ValidationError as exc:
-        print(f"lockerfleet {args[0]}: invalid settings:\n{exc}", file=sys.stderr)
-        return 2
-    return run(settings)
+    if name in AGENT_COMMANDS:
+        from node_agent.cli import main as agent_main  # noqa: PLC0415 - the controller process never loads the agent
+
+        return agent_main(args, prog="lockerfleet")
+    return run_command("lockerfleet", name, COMMANDS[name], args[1:])

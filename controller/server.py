@@ -5,7 +5,7 @@ import uvicorn
 from controller.api.app import create_app
 from controller.service import Controller
 from controller.settings import ControllerSettings
-from node_agent.logs import configure
+from schemas.logs import configure
 
 
 def build_server(settings: ControllerSettings) -> uvicorn.Server:

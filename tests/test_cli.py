@@ -1,5 +1,9 @@
 """The ``lockerfleet`` command: subcommands, flags and ``LOCKERFLEET_*`` environment variables."""
 
+import dataclasses
+import re
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -9,7 +13,9 @@ from controller.cli import COMMANDS, main
 from controller.settings import ControllerSettings, OperatorKeySettings, RevokeKeySettings, reservations_sqlite_url
 from controller.store.operators import OperatorStore
 from controller.store.reservations import ReservationStore
+from node_agent.cli import main as agent_main
 from node_agent.settings import AgentSettings
+from schemas.cli import EXTRA_MODULES
 
 
 @pytest.fixture
@@ -21,8 +27,7 @@ def parsed(monkeypatch: pytest.MonkeyPatch) -> list[BaseSettings]:
         seen.append(settings)
         return 7
 
-    description, settings_cls, _run = COMMANDS["controller"]
-    monkeypatch.setitem(COMMANDS, "controller", (description, settings_cls, record))
+    monkeypatch.setitem(COMMANDS, "controller", dataclasses.replace(COMMANDS["controller"], run=record))
     return seen
 
 
@@ -124,3 +129,59 @@ def test_revoke_key_shuts_out_a_partner_key_and_an_operator_key(
     store.close()
     assert main(["revoke-key", "--key-id", "0123456789abcdef", "--store-path", str(store_path)]) == 1
     assert "no key 0123456789abcdef" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "extra", "line"),
+    [
+        (
+            ["controller"],
+            "controller",
+            "lockerfleet controller needs the controller extra: pip install 'lockerfleet[controller]'",
+        ),
+        (
+            ["revoke-key"],
+            "controller",
+            "lockerfleet revoke-key needs the controller extra: pip install 'lockerfleet[controller]'",
+        ),
+        (["agent"], "agent", "lockerfleet agent needs the agent extra: pip install 'lockerfleet[agent]'"),
+        (["demo"], "agent", "lockerfleet demo needs the agent extra: pip install 'lockerfleet[agent]'"),
+    ],
+)
+def test_a_missing_extra_is_named_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], extra: str, line: str
+) -> None:
+    monkeypatch.setitem(EXTRA_MODULES, extra, ("lockerfleet_module_that_is_not_installed",))
+    assert main(argv) == 2
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_lockerfleet_agent_refuses_without_the_agent_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(EXTRA_MODULES, "agent", ("lockerfleet_module_that_is_not_installed",))
+    monkeypatch.setitem(EXTRA_MODULES, "controller", ("lockerfleet_module_that_is_not_installed",))
+    assert agent_main(["sim"]) == 2
+    assert capsys.readouterr().err == "lockerfleet-agent sim needs the agent extra: pip install 'lockerfleet[agent]'\n"
+    assert main(["demo"]) == 2
+    both = "lockerfleet demo needs the agent and controller extras: pip install 'lockerfleet[agent,controller]'"
+    assert capsys.readouterr().err == both + "\n"
+
+
+def test_the_extras_table_matches_pyproject() -> None:
+    """Each extra's modules are exactly the distributions pyproject.toml lists for it (platform-only ones aside)."""
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    owners = packages_distributions()
+
+    def name(distribution: str) -> str:
+        return re.sub(r"[-_.]+", "-", distribution).lower()
+
+    for extra, modules in EXTRA_MODULES.items():
+        specs = project["optional-dependencies"][extra]
+        listed = {name(re.split(r"[<>=;\[ ]", spec, maxsplit=1)[0]) for spec in specs if ";" not in spec}
+        assert {name(owners[module][0]) for module in modules} == listed, extra
+
+
+def test_lockerfleet_agent_parses_agent_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert agent_main(["agent", "--node-id", "a/b"]) == 2
+    assert "lockerfleet-agent agent: invalid settings" in capsys.readouterr().err

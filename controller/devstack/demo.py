@@ -18,9 +18,9 @@ from controller.api.app import create_app
 from controller.devstack.services import Influxd, Mosquitto, free_port, port_is_free
 from controller.service import Controller
 from controller.settings import ControllerSettings, DemoSettings
-from node_agent.logs import configure
 from node_agent.settings import SimSettings
 from node_agent.simulator import background_fleet
+from schemas.logs import configure
 
 _DB = "lockerfleet"
 
