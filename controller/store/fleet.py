@@ -145,7 +145,7 @@ class FleetStore:
         with self._changed:
             if self._closing:
                 log.error(
-                    "fleet registry not written at close nodes=%d error=%s action=none: the brokers' retained "
+                    "fleet registry not written at close nodes=%d error=%s action=none: the broker's retained "
                     "statuses bring them back at the next start",
                     len(batch),
                     exc,

@@ -9,12 +9,14 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from controller.fleet.registry import Fleet, NodeRecord
 from controller.store.fleet import FleetStore, adopt_sqlite_registry
 from controller.store.reservations import ReservationStore
 from schemas import encode
 from tests import samples
+from tests.harness.mqtt import wait_until
 
 OLD_SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -151,3 +153,17 @@ def test_a_file_that_is_not_an_old_registry_is_left_as_it_is(store_url: str, tmp
         assert adopt_sqlite_registry(tmp_path / "missing.sqlite3", store) is None
         assert store.load() == []
     assert other.is_file() and garbage.read_bytes() == b"not a database at all" * 100
+
+
+def test_a_database_that_refuses_writes_is_logged_and_close_does_not_hang(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    unreachable = sa.create_engine(f"sqlite:///{tmp_path / 'no-such-dir' / 'store.sqlite3'}")
+    store = FleetStore(unreachable)
+    with caplog.at_level(logging.WARNING, logger="controller.store.fleet"):
+        store.save(record("node-1"))
+        assert wait_until(lambda: "fleet registry write failed nodes=1" in caplog.text, 10)
+        store.save(record("node-1", seq=1))  # queued behind the failed one, newest kept
+        store.close()
+    assert "fleet registry not written at close nodes=1" in caplog.text
+    unreachable.dispose()
