@@ -16,7 +16,7 @@ def _run_agent(settings: BaseSettings) -> int:
 
 
 def _run_sim(settings: BaseSettings) -> int:
-    from node_agent.simulator import run_sim  # noqa: PLC0415
+    from node_agent.sim.fleet import run_sim  # noqa: PLC0415
 
     assert isinstance(settings, SimSettings)
     return run_sim(settings)

@@ -19,7 +19,7 @@ from controller.devstack.services import Influxd, Mosquitto, free_port, port_is_
 from controller.service import Controller
 from controller.settings import ControllerSettings, DemoSettings
 from node_agent.settings import SimSettings
-from node_agent.simulator import background_fleet
+from node_agent.sim.fleet import background_fleet
 from schemas.logs import configure
 
 _DB = "lockerfleet"

@@ -6,7 +6,7 @@ import pytest
 
 from controller.devstack.services import Mosquitto
 from node_agent.settings import SimSettings
-from node_agent.simulator import background_fleet
+from node_agent.sim.fleet import background_fleet
 from schemas import Channel, CommandStatus, DoorResult, Telemetry, decode
 from tests.agent_mqtt.helpers import births, door_events, final, send_open
 from tests.harness.mqtt import Capture, wait_until

@@ -10,7 +10,7 @@ import pytest
 
 from controller.devstack.services import Mosquitto
 from node_agent.settings import SimSettings
-from node_agent.simulator import background_fleet
+from node_agent.sim.fleet import background_fleet
 from schemas import Channel, CommandStatus, encode, topic
 from tests import samples
 from tests.agent_mqtt.helpers import PULSE_MS, build_hardware, final, pulses, sim_profile

@@ -11,7 +11,7 @@ import yaml
 
 from controller.devstack.services import Mosquitto
 from node_agent.settings import SimSettings
-from node_agent.simulator import background_fleet
+from node_agent.sim.fleet import background_fleet
 from schemas import Channel, topic
 from tests.agent_mqtt.helpers import build_hardware, sim_profile
 from tests.harness.agent_runner import AgentFactory

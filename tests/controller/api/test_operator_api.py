@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from controller.devstack.services import Mosquitto
-from node_agent.simulator import background_fleet
+from node_agent.sim.fleet import background_fleet
 from tests.controller.reservations.test_reservations_live import body, one_locker, reporting, start
 from tests.controller.test_controller_live import metric
 from tests.harness.controller_runner import ControllerFactory

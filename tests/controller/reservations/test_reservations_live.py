@@ -13,7 +13,7 @@ import pytest
 from controller.devstack.services import Mosquitto
 from controller.notify.webhooks import verify
 from node_agent.settings import SimSettings
-from node_agent.simulator import background_fleet
+from node_agent.sim.fleet import background_fleet
 from tests.harness.controller_runner import ControllerFactory, ControllerThread
 from tests.harness.influx import InfluxClient
 from tests.harness.mqtt import wait_until

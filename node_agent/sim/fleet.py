@@ -16,16 +16,16 @@ from collections.abc import Callable, Iterator
 
 from node_agent.agent import Agent
 from node_agent.board import BoardProfile, default_sim_profile
-from node_agent.logs import configure
 from node_agent.settings import AgentSettings, SimSettings
 from node_agent.sim import SimulatedBoard
+from schemas.logs import configure
 
 log = logging.getLogger(__name__)
 
 PHYSICS_STEP_S = 1.0
 
 
-class Fleet:
+class SimFleet:
     """The simulated nodes of one process: their boards and agents."""
 
     def __init__(self, settings: SimSettings, schedule: Callable[[float, Callable[[], None]], object]) -> None:
@@ -91,7 +91,7 @@ async def _serve(settings: SimSettings) -> None:
     assert task is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
-    fleet = Fleet(settings, loop.call_later)
+    fleet = SimFleet(settings, loop.call_later)
     log.info("simulator starting nodes=%d broker=%s data=%s", settings.nodes, settings.mqtt_url, settings.data_dir)
     try:
         async with asyncio.timeout(settings.duration_s):
@@ -103,14 +103,14 @@ async def _serve(settings: SimSettings) -> None:
 
 
 @contextlib.contextmanager
-def background_fleet(settings: SimSettings) -> Iterator[Fleet]:
+def background_fleet(settings: SimSettings) -> Iterator[SimFleet]:
     """Run a fleet on its own event loop thread (physics schedules on that loop); stop and close it on exit."""
     loop = asyncio.new_event_loop()
-    built: list[Fleet] = []
+    built: list[SimFleet] = []
     ready = threading.Event()
 
     async def main() -> None:
-        fleet = Fleet(settings, loop.call_later)
+        fleet = SimFleet(settings, loop.call_later)
         built.append(fleet)
         ready.set()
         await fleet.run()
