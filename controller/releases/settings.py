@@ -1,14 +1,17 @@
 """Settings of the ``lockerfleet release`` commands: every setting is a ``--flag`` and a ``LOCKERFLEET_*`` variable."""
 
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.semver import SemVer
 
 _CONFIG = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+FlagVersion = Annotated[SemVer, BeforeValidator(lambda v: v if isinstance(v, str | SemVer) else str(v))]
+"""A version flag: ``--version 1.5`` arrives as a number; it is refused as text, by the semver rule."""
 
 
 class ReleaseKeySettings(BaseSettings):
@@ -40,9 +43,9 @@ class ReleaseSignSettings(BaseSettings):
     artifact: Path = Field(description="The artifact the manifest describes (size and sha256 are read from it).")
     key: Path = Field(description="The private signing key (mode 0600).")
     out: Path = Field(default=Path("release.json"), description="The signed release to write.")
-    version: SemVer | None = Field(default=None, description="The release's semantic version, e.g. 1.5.0.")
+    version: FlagVersion | None = Field(default=None, description="The release's semantic version, e.g. 1.5.0.")
     hardware_models: list[str] = Field(default=[], description="Models it installs on, e.g. '[\"rpi4-locker-12\"]'.")
-    min_version: SemVer | None = Field(
+    min_version: FlagVersion | None = Field(
         default=None, description="Anti-rollback floor once installed (default: the release's own version)."
     )
     valid_days: float = Field(default=90, gt=0, le=3660, description="Days from now until nodes refuse it.")
@@ -70,7 +73,7 @@ class ReleaseVerifySettings(BaseSettings):
     artifact: Path = Field(description="The artifact it describes.")
     trusted_keys: Path = Field(description="A node keys file (trusted_keys.json).")
     hardware_model: str | None = Field(default=None, description="Check as a node of this model would.")
-    installed_version: SemVer | None = Field(default=None, description="Check as a node running this version would.")
+    installed_version: FlagVersion | None = Field(default=None, description="Check as a node on this version would.")
     threshold: int = Field(default=1, ge=1, le=8, description="Valid signatures of distinct pinned keys required.")
 
 

@@ -234,6 +234,8 @@ def progress(
     assert job is not None, "an idle node has nothing to report"
     state = reported or REPORTED_AS[record.phase]
     why = cause or record.cause
+    if state is OtaState.DOWNLOADING and job.release is not None:  # the contract wants both counts while downloading
+        bytes_done, bytes_total = bytes_done or 0, job.release.manifest.size
     return Progress(
         command_id=job.command_id,
         rollout_id=job.rollout_id,
@@ -280,7 +282,7 @@ def _download(record: OtaRecord, event: Event, now: datetime, policy: Policy) ->
     match event:
         case DownloadProgressed(done=done):
             assert record.job is not None and record.job.release is not None
-            return Step(record, (progress(record, bytes_done=done, bytes_total=record.job.release.manifest.size),))
+            return Step(record, (progress(record, bytes_done=done),))
         case Downloaded():
             return _to(record, Phase.VERIFYING, now)
         case DownloadFailed(detail=detail, retryable=retryable):
