@@ -29,6 +29,29 @@ class Severity(StrEnum):
 _RANKS = {Severity.INFO: 0, Severity.WARNING: 1, Severity.CRITICAL: 2}
 
 
+class RuleName(StrEnum):
+    """Every rule the alert rules emit, by family; the ``rule`` part of an alert id."""
+
+    BATTERY_SWAP = "battery_swap"
+    BATTERY_REPLACE = "battery_replace"
+    TEMP_OUT_OF_BAND = "temp_out_of_band"
+    TEMP_BASELINE_DRIFT = "temp_baseline_drift"
+    TEMP_PEER_OUTLIER = "temp_peer_outlier"
+    TEMP_SLOW_DRIFT = "temp_slow_drift"
+    COMPARTMENT_JAMMED = "compartment_jammed"
+    DOOR_HELD_OPEN = "door_held_open"
+    LOCK_FAULT = "lock_fault"
+    DOOR_SWITCH_WEAR = "door_switch_wear"
+    UNCOMMANDED_OPEN = "uncommanded_open"
+    KEYPAD_LOCKOUT = "keypad_lockout"
+    OPEN_BREAKER_TRIPPED = "open_breaker_tripped"
+    NODE_OFFLINE = "node_offline"
+    NODE_STALE = "node_stale"
+    OUTBOX_DROPPING = "outbox_dropping"
+    CLOCK_SKEW = "clock_skew"
+    SITE_UPLINK_LOST = "site_uplink_lost"
+
+
 class AlertState(StrEnum):
     """Lifecycle of one alert: ``pending`` → ``firing`` → ``resolved``; ``inactive`` when pending cleared first."""
 

@@ -1,0 +1,69 @@
+"""What every rule writes to: an emitter of verdicts for one node (or site), honouring suppression."""
+
+from collections.abc import Callable
+
+from controller.alerts.model import Detail, Observation, Severity, alert_id
+
+
+class Emitter:
+    """Collects one evaluation's observations about one node (``node_id``) or one site (``node_id=None``).
+
+    Rules in ``quiet`` (suppressed or disabled) say nothing, so their alerts keep their state. A clear verdict is
+    only kept for an alert the engine has open: closed alerts need no news, which keeps ticks cheap.
+    """
+
+    __slots__ = ("_is_open", "_quiet", "node_id", "observations", "site_id")
+
+    def __init__(
+        self,
+        is_open: Callable[[str], bool],
+        node_id: str | None,
+        site_id: str | None,
+        quiet: frozenset[str] = frozenset(),
+    ) -> None:
+        self._is_open, self._quiet = is_open, quiet
+        self.node_id, self.site_id = node_id, site_id
+        self.observations: list[Observation] = []
+
+    def wants(self, rule: str) -> bool:
+        """False when the rule is quiet for this node: skip computing it."""
+        return rule not in self._quiet
+
+    def raise_(
+        self,
+        rule: str,
+        severity: Severity,
+        summary: str,
+        *,
+        for_s: float = 0.0,
+        keep_firing_for_s: float = 0.0,
+        value: float | None = None,
+        details: dict[str, Detail] | None = None,
+        occurrences: int = 0,
+        compartment: str | None = None,
+    ) -> bool:
+        """The raise condition holds; returns False when the rule is quiet (keep counting its occurrences)."""
+        if rule in self._quiet:
+            return False
+        obs = Observation(
+            rule,
+            True,
+            self.node_id,
+            compartment,
+            self.site_id,
+            severity,
+            summary,
+            for_s,
+            keep_firing_for_s,
+            value,
+            details or {},
+            occurrences,
+        )
+        self.observations.append(obs)
+        return True
+
+    def clear(self, rule: str, compartment: str | None = None) -> None:
+        """The clear condition holds."""
+        if rule in self._quiet or not self._is_open(alert_id(rule, self.node_id, compartment, self.site_id)):
+            return
+        self.observations.append(Observation(rule, False, self.node_id, compartment, self.site_id))
