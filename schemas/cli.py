@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
 
 EXTRA_MODULES: Final[dict[str, tuple[str, ...]]] = {
-    "agent": ("aiomqtt", "paho", "gpiozero", "tenacity"),
+    "agent": ("aiomqtt", "paho", "gpiozero", "tenacity", "httpx"),
     "controller": ("fastapi", "uvicorn", "httpx", "prometheus_client", "sqlalchemy", "alembic", "paho", "tenacity"),
 }
 """The modules each extra of the ``lockerfleet`` distribution installs (the same lists as pyproject.toml)."""
