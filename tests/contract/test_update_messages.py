@@ -3,7 +3,8 @@
 import pytest
 from pydantic import ValidationError
 
-from schemas import OtaEvent, OtaState, UpdateCommand
+from schemas import MAX_PAYLOAD_BYTES, Channel, OtaEvent, OtaState, UpdateCommand, decode, encode
+from schemas.release import PublicKeyEntry, SignedRelease
 from tests import samples
 
 
@@ -58,3 +59,20 @@ def test_download_progress_cannot_pass_its_total() -> None:
     doc = {**samples.ota_event().model_dump(), "bytes_done": 2048}
     with pytest.raises(ValidationError, match="exceeds bytes_total"):
         OtaEvent.model_validate(doc)
+
+
+def test_the_largest_update_command_fits_in_one_payload() -> None:
+    manifest = samples.release_manifest().model_copy(
+        update={
+            "hardware_models": tuple(f"{i:02d}".ljust(64, "m") for i in range(32)),
+            "notes": "n" * 256,
+            "trusted_keys": tuple(PublicKeyEntry.of(bytes([i]) * 32) for i in range(16)),
+        }
+    )
+    signature = samples.signed_release(manifest).signatures[0]
+    release = SignedRelease(manifest=manifest, signatures=(signature,) * 8)
+    urls = tuple(f"https://mirror-{i}.example/".ljust(1024, "p") for i in range(4))
+    command = samples.update_command().model_copy(update={"release": release, "artifact_urls": urls})
+    payload = encode(command)
+    assert len(payload) <= MAX_PAYLOAD_BYTES
+    assert decode(Channel.COMMAND, payload) == command
