@@ -299,6 +299,7 @@ class OtaDriver:
             hardware_model=self.config.hardware_model,
             installed_version=_semver(self.running_version),
             floor=self.record.floor,
+            allow_not_newer=str(signed.manifest.version) == self.running_version,  # a repeat: reported succeeded
         )
 
     # -- the machine -----------------------------------------------------------------------------------------
