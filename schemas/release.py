@@ -15,10 +15,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, BinaryIO, Final, Self
+from typing import TYPE_CHECKING, Annotated, BinaryIO, Final, Self
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -32,6 +30,9 @@ from pydantic import (
 from schemas.envelope import ContractModel
 from schemas.semver import SemVer
 from schemas.types import ShortText
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 MAX_ARTIFACT_BYTES: Final = 512 * 1024 * 1024
 """Largest artifact a manifest may announce; a download is cut off at the manifest's own size."""
@@ -160,7 +161,7 @@ def canonical_bytes(manifest: ReleaseManifest) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def signature_for(manifest: ReleaseManifest, private_key: Ed25519PrivateKey) -> Signature:
+def signature_for(manifest: ReleaseManifest, private_key: "Ed25519PrivateKey") -> Signature:
     """Sign ``manifest`` with ``private_key``."""
     public = private_key.public_key().public_bytes_raw()
     sig = private_key.sign(canonical_bytes(manifest))
@@ -233,6 +234,10 @@ def verify_release(
 def _check_signatures(
     message: bytes, signatures: Iterable[Signature], trusted_keys: Mapping[str, bytes], threshold: int
 ) -> None:
+    # Imported here: every process imports the contract, and cryptography costs ~6 MiB RSS that only an update needs.
+    from cryptography.exceptions import InvalidSignature  # noqa: PLC0415
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey  # noqa: PLC0415
+
     valid: set[str] = set()
     bad: list[str] = []
     unknown: list[str] = []
