@@ -17,6 +17,7 @@ from pathlib import Path
 
 from benchmarks._proc import Usage, usage
 from controller.devstack.services import Mosquitto
+from node_agent.board import shipped_profile
 
 
 def _measure(argv: list[str], seconds: float, warmup_s: float) -> Usage:
@@ -51,6 +52,8 @@ def main() -> None:
                 broker.url,
                 "--data-dir",
                 str(Path(tmp) / "agent"),
+                "--board-profile",
+                str(shipped_profile("sim-locker-8")),
                 "--telemetry-interval-s",
                 "1",
             ],

@@ -1,4 +1,4 @@
-"""``lockerfleet agent``: run one locker's agent until SIGINT/SIGTERM."""
+"""``lockerfleet-agent agent``: run one locker's agent until SIGINT/SIGTERM."""
 
 import asyncio
 import contextlib
@@ -6,11 +6,11 @@ import logging
 import signal
 
 from node_agent.agent import Agent
-from node_agent.board import BoardProfile, default_sim_profile
+from node_agent.board import BoardProfile
 from node_agent.hardware import Hardware
-from node_agent.logs import configure
 from node_agent.settings import AgentSettings
 from node_agent.sim import SimulatedBoard
+from schemas.logs import configure
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +33,19 @@ async def _serve(agent: Agent) -> None:
 
 
 def run_agent(settings: AgentSettings) -> int:
-    """Load the board profile, build the hardware and serve; exit code 0 on a clean stop."""
+    """Load this locker's board profile, build the hardware and serve; exit code 0 on a clean stop, 2 on a bad start.
+
+    A locker never falls back to the simulated board: without a board profile it refuses to start.
+    """
     configure()
+    if settings.board_profile is None:
+        log.error(
+            "cannot start: no board profile action=set --board-profile or LOCKERFLEET_BOARD_PROFILE to this locker's "
+            "TOML (examples in node_agent/profiles; sim-locker-8.toml runs on mock pins)"
+        )
+        return 2
     try:
-        profile = BoardProfile.from_toml(settings.board_profile) if settings.board_profile else default_sim_profile()
+        profile = BoardProfile.from_toml(settings.board_profile)
     except ValueError as exc:
         log.error("cannot start: %s action=fix the board profile", exc)
         return 2

@@ -26,7 +26,7 @@ class AgentSettings(BrokerSettings, BaseSettings):
     node_id: NodeId = Field(default="node-0", description="This locker's id; one MQTT topic level and the client id.")
     board_profile: Path | None = Field(
         default=None,
-        description="TOML board profile (pins, battery, temperature); default: the shipped simulated board.",
+        description="This locker's TOML board profile (pins, battery, temperature); required: no default board.",
     )
     data_dir: Path = Field(default=Path("agent-data"), description="Where the journal and outbox live.")
     telemetry_interval_s: float = Field(default=10.0, gt=0, description="Seconds between telemetry samples.")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from controller.devstack.services import Mosquitto
+from node_agent.board import shipped_profile
 from node_agent.settings import SimSettings
 from node_agent.sim.fleet import background_fleet
 from schemas import Channel, CommandStatus, encode, topic
@@ -159,6 +160,7 @@ def test_kill_9_of_an_agent_turns_its_node_offline_and_opens_are_refused(
         [
             *(sys.executable, "-c", "from controller.cli import main; raise SystemExit(main())", "agent"),
             *("--node-id=node-k", f"--mqtt-url={mosquitto.url}", f"--data-dir={tmp_path / 'k'}"),
+            f"--board-profile={shipped_profile('sim-locker-8')}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
