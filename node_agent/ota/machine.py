@@ -375,7 +375,7 @@ def _booted(record: OtaRecord, event: Booted, now: datetime, policy: Policy) -> 
     if record.phase not in {Phase.RESTARTING, Phase.TESTING, Phase.COMMITTING}:
         return Step(record)  # SWITCHING included: the switch is idempotent and is done again
     if event.current != record.target:
-        detail = f"the platform went back to {event.current} after {event.platform_attempts} failed starts"
+        detail = f"the platform went back to {event.current}: the new release did not start cleanly"
         return _to(record, Phase.ROLLED_BACK, now, Cause(code=OtaReason.HEALTH_CHECK_FAILED, detail=detail))
     if record.phase is Phase.COMMITTING:
         return Step(record)  # the health check passed; the commit is done again
