@@ -1,6 +1,9 @@
-"""compose.yaml and the Dockerfile can't run here (no Docker engine), so they are checked statically."""
+"""compose.yaml, the Dockerfile and the locker's systemd unit can't run here, so they are checked statically."""
 
+import configparser
 import re
+import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -8,6 +11,8 @@ import yaml
 
 from controller.cli import COMMANDS
 from controller.settings import ControllerSettings
+from node_agent.cli import COMMANDS as AGENT_COMMANDS
+from node_agent.settings import AgentSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -75,3 +80,26 @@ def test_secret_files_are_kept_out_of_git() -> None:
     ignored = (ROOT / ".gitignore").read_text().splitlines()
     for secret in _compose()["secrets"].values():
         assert secret["file"].removeprefix("./") in ignored, f"{secret['file']} could be committed"
+
+
+def test_the_systemd_unit_starts_the_installed_agent_with_real_settings() -> None:
+    """The unit a locker installs runs ``lockerfleet-agent agent`` from the venv, keeping its data in the state dir."""
+    unit = configparser.ConfigParser(interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
+    unit.read(ROOT / "node_agent/systemd/lockerfleet-agent.service")
+    service = unit["Service"]
+    program, command, *flags = shlex.split(service["ExecStart"])
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert program == "/opt/lockerfleet/venv/bin/lockerfleet-agent" and "lockerfleet-agent" in scripts
+    assert command in AGENT_COMMANDS
+    fields = set(AgentSettings.model_fields)
+    for flag in flags:
+        name = flag.removeprefix("--").partition("=")[0]
+        assert name.replace("-", "_") in fields, flag
+    assert f"--data-dir=/var/lib/{service['StateDirectory']}" in flags
+    assert service["WorkingDirectory"] == f"/var/lib/{service['StateDirectory']}"
+    example = (ROOT / "node_agent/systemd/agent.env.example").read_text().splitlines()
+    variables = [line.split("=", 1)[0] for line in example if line and not line.startswith("#")]
+    assert "LOCKERFLEET_BOARD_PROFILE" in variables and "LOCKERFLEET_NODE_ID" in variables
+    for variable in variables:
+        assert variable.removeprefix("LOCKERFLEET_").lower() in fields, variable

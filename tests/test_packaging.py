@@ -73,13 +73,14 @@ def locker_venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Locker
 
 
 def test_the_wheel_carries_migrations_profiles_and_json_schemas(wheel: Path) -> None:
-    """The image and the lockers install the package, not the source tree: everything they read must be in it."""
+    """The image and the lockers install the package, not the source tree: all they read (or copy) must be in it."""
     names = set(zipfile.ZipFile(wheel).namelist())
     revisions = {p.relative_to(ROOT).as_posix() for p in (ROOT / "controller/store/migrations/versions").glob("*.py")}
     assert revisions and revisions <= names
     assert "controller/store/migrations/env.py" in names
     profiles = {p.relative_to(ROOT).as_posix() for p in (ROOT / "node_agent/profiles").glob("*.toml")}
     assert profiles and profiles <= names
+    assert {"node_agent/systemd/lockerfleet-agent.service", "node_agent/systemd/agent.env.example"} <= names
     assert {"schemas/json/status.schema.json", "schemas/json/telemetry.schema.json"} <= names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
