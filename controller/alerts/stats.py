@@ -44,16 +44,21 @@ class Ewma:
     var: float = 0.0
     n: int = 0
 
-    def update(self, x: float, sd_floor: float) -> float | None:
-        """Score ``x`` against the baseline so far (``None`` for the first value), then fold it in."""
+    def update(self, x: float, sd_floor: float, outlier_z: float = math.inf) -> float | None:
+        """Score ``x`` against the baseline so far (``None`` for the first value), then fold it in.
+
+        A value at ``outlier_z`` or beyond moves the mean but not the spread, so a step change stays visible for
+        about 1/alpha samples instead of inflating the variance and hiding itself.
+        """
         if self.n == 0:
             self.mean, self.n = x, 1
             return None
-        z = (x - self.mean) / max(math.sqrt(self.var), sd_floor)
         diff = x - self.mean
+        z = diff / max(math.sqrt(self.var), sd_floor)
         incr = self.alpha * diff
         self.mean += incr
-        self.var = (1 - self.alpha) * (self.var + diff * incr)
+        if abs(z) < outlier_z:
+            self.var = (1 - self.alpha) * (self.var + diff * incr)
         self.n += 1
         return z
 

@@ -28,6 +28,7 @@ class OperationsState:
     outbox_last_increase: float | None = None
     new_drops: int = 0
     skew_s: float | None = None
+    was_offline: bool = False
 
 
 def record_sample(state: OperationsState, sample: TelemetrySample, now: float) -> None:
@@ -52,6 +53,9 @@ def offline(state: OperationsState, p: OperationsParams, now: float) -> bool:
 def evaluate(state: OperationsState, p: OperationsParams, now: float, emit: Emitter, is_offline: bool) -> None:
     """Offline, stale, outbox and skew verdicts for one node."""
     silent = now - state.last_seen
+    if state.was_offline and not is_offline:  # back: staleness counts from the return, not from before the outage
+        state.last_telemetry = max(state.last_telemetry, now)
+    state.was_offline = is_offline
     if is_offline:
         summary = "offline (last will)" if state.online is False else f"silent for {silent:.0f} s"
         emit.raise_(

@@ -55,7 +55,7 @@ def new_state(p: ThermalParams) -> ThermalState:
 def record(state: ThermalState, temp: float, now: float, p: ThermalParams, peers: PeerStats | None) -> None:
     """Fold one temperature sample in: own baseline, and the CUSUM of the offset to peers when there are peers."""
     state.temp, state.received_at = temp, now
-    z = state.baseline.update(temp, p.ewma_sd_floor_c)
+    z = state.baseline.update(temp, p.ewma_sd_floor_c, p.ewma_raise_z)
     state.baseline_z = z if state.baseline.n > p.ewma_min_samples else None
     if peers is None or peers.nodes < p.peer_min_nodes:
         return
