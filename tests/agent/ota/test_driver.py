@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from node_agent.ota.driver import ota_event
 from node_agent.ota.state import Cause, Phase
 from node_agent.ota.store import StateFile
 from schemas.ota import OtaState
@@ -175,3 +176,13 @@ def test_a_crash_at_every_step_resumes_or_rolls_back_and_never_starts_a_half_ins
         assert set(node.final_states()) == {expected}, f"crash at step {step}: {node.final_states()}"
         assert node.shim.current() == ("1.1.0" if healthy else "1.0.0") and node.shim.trial() is None
     assert step > 20, "every step was crashed at once"
+
+
+@pytest.mark.parametrize("healthy", [True, False], ids=["succeeded", "rolled_back"])
+def test_every_report_is_a_valid_ota_event_of_the_contract(tmp_path: Path, healthy: bool) -> None:
+    node = Node(tmp_path, healthy=healthy)
+    node.gate_answers = [Cause(code="door_open", detail="door open: A1")]
+    node.run_to_the_end(node.command(node.publish("1.1.0", artifact("1.1.0"))))
+    events = [ota_event(r, node_id="n1", boot_id=1, seq=i, ts=T0) for i, r in enumerate(node.reports)]
+    assert events[0].state is OtaState.DEFERRED and events[0].reason == "door_open"
+    assert events[-1].final and str(events[-1].to_version) == "1.1.0" and str(events[-1].from_version) == "1.0.0"
