@@ -37,7 +37,6 @@ class BatteryParams(_Params):
     swap_for_s: float = Field(300.0, ge=0, description="The swap condition holds this long before it fires.")
     swap_keep_firing_for_s: float = Field(600.0, ge=0, description="Clear holds this long before it resolves.")
     replace_cycles: int = Field(1800, ge=1, description="Replacement alert at this cycle count (90 % of 2000).")
-    maintenance_suppressed: bool = Field(True, description="A node in maintenance raises no battery alert.")
 
     @model_validator(mode="after")
     def _hysteresis(self) -> Self:
@@ -168,7 +167,4 @@ class RuleSet(_Params):
 
     def maintenance_quiet(self) -> frozenset[str]:
         """Rules a node in maintenance does not evaluate."""
-        rules = set(self.suppression.maintenance_rules)
-        if self.battery.maintenance_suppressed:
-            rules |= {RuleName.BATTERY_SWAP, RuleName.BATTERY_REPLACE}
-        return frozenset(rules)
+        return frozenset(self.suppression.maintenance_rules)

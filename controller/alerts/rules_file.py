@@ -92,7 +92,9 @@ def _own(err: Any, override: dict[str, Any]) -> bool:
     loc = err["loc"]
     if not override or len(loc) < 2:
         return True
-    family = override.get(loc[0])
+    if loc[0] not in override:
+        return False
+    family = override[loc[0]]
     return not isinstance(family, dict) or loc[1] in family
 
 
