@@ -2,7 +2,7 @@
 wheels, and an atomic ``current`` symlink that the systemd unit starts (see ``firmware-shims/``).
 
 ``/opt/lockerfleet/releases/<version>/venv`` is built with ``python -m venv`` and
-``pip install --no-index --find-links <slot>/wheelhouse lockerfleet==<version>``: nothing is fetched from the
+``pip install --no-index --find-links <slot>/wheelhouse lockerfleet[agent]==<version>``: nothing is fetched from the
 network, only the signed artifact's wheels are used. The unit's ``ExecStartPre=lockerfleet-trial-start`` counts the
 trial's starts in ``attempts`` and switches ``current`` back to ``previous`` after too many, even when the new
 release cannot start Python at all. A restart is the agent exiting: systemd's ``Restart=always`` starts ``current``.
@@ -49,7 +49,7 @@ class VenvSlotsShim(SlotDirectory):
                 "--disable-pip-version-check",
                 "--find-links",
                 str(wheelhouse),
-                f"{self.package}=={version}",
+                f"{self.package}[agent]=={version}",
             ],
             f"install {self.package} {version} from the artifact's wheels",
         )
