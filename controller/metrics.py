@@ -83,7 +83,14 @@ class Metrics:
         )
         self.opens_limited = Counter(
             "lockerfleet_opens_rate_limited",
-            "Courier opens refused with 429 by the fleet-wide open rate limit.",
+            "Opens refused with 429: by one key's open limit (scope=key) or the fleet-wide breaker (scope=fleet).",
+            ["scope"],
+            registry=r,
+        )
+        self.opens_throttled_keys = Counter(
+            "lockerfleet_open_key_throttled",
+            "Opens refused because the requesting key (operator:<name> or partner:<name>) reached its own limit.",
+            ["requested_by"],
             registry=r,
         )
         self.reservation_requests = Counter(

@@ -8,11 +8,18 @@ from controller.settings import ControllerSettings
 from schemas.logs import configure
 
 
-def build_server(settings: ControllerSettings) -> uvicorn.Server:
-    """A uvicorn server serving the controller's API; its lifespan runs the controller."""
-    app = create_app(Controller(settings))
+def build_server(settings: ControllerSettings, controller: Controller | None = None) -> uvicorn.Server:
+    """A uvicorn server serving the API of ``controller`` (a new one by default); its lifespan runs it."""
+    app = create_app(controller or Controller(settings))
     config = uvicorn.Config(
-        app, host=settings.http_host, port=settings.http_port, log_config=None, access_log=False, lifespan="on"
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=",".join(settings.trusted_proxies) or None,
     )
     return uvicorn.Server(config)
 

@@ -103,6 +103,8 @@ class Controller:
             self.pipeline.submit,
             rate_per_min=settings.open_rate_per_min,
             burst=settings.open_burst,
+            key_rate_per_min=settings.open_rate_per_key_per_min,
+            key_burst=settings.open_burst_per_key,
             default_timeout_s=settings.open_timeout_s,
             clock=clock,
         )
@@ -143,6 +145,10 @@ class Controller:
         self.writer.close()
         self.store.close()
         self.reservation_store.close()
+
+    def knows_key(self, token: str) -> bool:
+        """Whether ``token`` is a valid API key of any kind (operator or courier partner)."""
+        return self.operators.authenticate(token) is not None or self.reservation_store.authenticate(token) is not None
 
     def set_maintenance(self, node_id: str, reason: str, operator: str) -> Maintenance:
         """Keep ``node_id`` out of the reservation pool (reservations it holds carry on) until cleared."""

@@ -22,6 +22,17 @@ class ControllerSettings(BrokerSettings, BaseSettings):
     )
     http_host: str = Field(default="127.0.0.1", description="Address the courier API and /metrics bind to.")
     http_port: int = Field(default=8080, ge=1, le=65535, description="Port of the courier API and /metrics.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For is believed (none by default: the per-address "
+        "limits then use the connecting address, which a client cannot forge).",
+    )
+    max_body_bytes: int = Field(
+        default=16_384, ge=1024, le=10_485_760, description="Largest request body accepted (413 above it)."
+    )
+    failed_auth_per_min: float = Field(
+        default=30.0, gt=0, description="Requests without a valid key allowed per minute from one address (then 429)."
+    )
     store_path: Path = Field(default=Path("lockerfleet.sqlite3"), description="SQLite file of the fleet store.")
     reservations_url: str | None = Field(
         default=None,
@@ -57,6 +68,10 @@ class ControllerSettings(BrokerSettings, BaseSettings):
         description="Fleet-wide limit on courier opens per minute (a circuit breaker against mass remote opening).",
     )
     open_burst: int = Field(default=50, ge=1, description="Opens allowed at once before the per-minute rate applies.")
+    open_rate_per_key_per_min: float = Field(
+        default=30.0, gt=0, description="Limit on opens per minute by one operator or partner key (checked first)."
+    )
+    open_burst_per_key: int = Field(default=10, ge=1, description="Opens one key may make at once.")
     courier_rate_per_min: float = Field(
         default=600.0, gt=0, description="Reservation API requests per minute per API key (and twice that per IP)."
     )

@@ -11,6 +11,7 @@ from schemas.command import (
     CommandBase,
     OpenCommand,
     ProvisionKeyCommand,
+    ReservationStep,
     ReserveCommand,
     UpdateCommand,
 )
@@ -92,6 +93,7 @@ __all__ = [
     "ReleaseManifest",
     "ReleaseRefused",
     "ReservationId",
+    "ReservationStep",
     "ReserveCommand",
     "RolloutId",
     "SemVer",

@@ -1,5 +1,6 @@
 """Commands the controller sends to one node (never retained; they expire)."""
 
+from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
@@ -28,16 +29,33 @@ class CommandBase(Versioned):
         return self
 
 
+class ReservationStep(StrEnum):
+    """Which step of a reservation an open is for; a node never turns one into the other."""
+
+    DEPOSIT = "deposit"
+    """The courier puts the parcel in: the compartment must be held for the reservation."""
+    PICKUP = "pickup"
+    """The recipient takes it out: the compartment must hold the reservation's parcel."""
+
+
 class OpenCommand(CommandBase):
     """Pulse the lock relay of one compartment and report what the door did.
 
-    With ``reservation_id`` it is that reservation's deposit (compartment held) or pickup (occupied), checked by the
-    node's ledger; without, a service open, which the node only allows on a compartment nobody reserved.
+    With ``reservation_id`` and ``step`` it is that reservation's deposit (compartment held) or pickup (occupied),
+    checked by the node's ledger; a deposit open of a compartment already deposited is refused, never taken as the
+    pickup. Without, a service open, which the node only allows on a compartment nobody reserved.
     """
 
     type: Literal["open"] = "open"
     compartment: CompartmentId
     reservation_id: ReservationId | None = None
+    step: ReservationStep | None = Field(default=None, description="Required with reservation_id; absent otherwise.")
+
+    @model_validator(mode="after")
+    def _step_with_reservation(self) -> Self:
+        if (self.reservation_id is None) != (self.step is None):
+            raise ValueError("an open names both reservation_id and step (deposit or pickup), or neither")
+        return self
 
 
 class ReserveCommand(CommandBase):

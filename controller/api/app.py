@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.api import errors
+from controller.api.guard import RequestGuard
 from controller.api.models import ApiError
 from controller.api.nodes import nodes_router
 from controller.api.reservations import reservations_router
@@ -51,6 +52,13 @@ def create_app(controller: Controller) -> FastAPI:
         )
     )
     errors.install(app)
+    app.add_middleware(
+        RequestGuard,
+        authenticate=controller.knows_key,
+        max_body_bytes=controller.settings.max_body_bytes,
+        failed_auth_per_min=controller.settings.failed_auth_per_min,
+        failed_auth_burst=max(1, round(controller.settings.failed_auth_per_min / 3)),
+    )
 
     @app.get("/healthz", responses={503: {"model": ApiError}})
     def healthz() -> JSONResponse:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 from controller.commands.opens import Opened
 from controller.fleet.registry import NodeRecord, NodeState
 from controller.store.operators import Maintenance
-from schemas import CommandStatus, CompartmentInfo, DoorOutcome, Telemetry
+from schemas import CommandStatus, CompartmentInfo, DoorOutcome, ReservationStep, Telemetry
 
 
 class MaintenanceView(BaseModel):
@@ -69,7 +69,21 @@ class OpenRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
     timeout_s: float | None = Field(
-        default=None, gt=0, le=300, description="How long to wait for the node (default: the controller's setting)."
+        default=None, ge=1, le=300, description="How long to wait for the node (default: the controller's setting)."
+    )
+
+
+class ReservationOpenRequest(BaseModel):
+    """Body of a reservation open: which step it is for."""
+
+    model_config = {"extra": "forbid"}
+
+    step: ReservationStep = Field(
+        description="`deposit` (the courier, while the reservation is held) or `pickup` (once deposited). A repeated "
+        "request for a step gets the first answer; a deposit is never taken as the pickup."
+    )
+    timeout_s: float | None = Field(
+        default=None, ge=1, le=300, description="How long to wait for the node (default: the controller's setting)."
     )
 
 

@@ -6,18 +6,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path, Request
+from fastapi import APIRouter, Depends, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controller.api.errors import OPEN_ERRORS
-from controller.api.models import ApiError, OpenRequest, OpenResponse
+from controller.api.models import ApiError, OpenResponse, ReservationOpenRequest
 from controller.commands.opens import Opens
 from controller.commands.rate_limit import KeyedLimits, RateLimitedError
 from controller.reservations.service import ReservationRequest, Reservations, ReservationView
 from controller.store import tokens as api_tokens
 from controller.store.operators import TOKEN_PREFIX as OPERATOR_TOKEN_PREFIX
 from controller.store.reservations import ApiKey, Reservation, ReservationState, StoredResponse
+from schemas import ReservationStep
 
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="PartnerKey", description="A courier partner's API key: `Authorization: Bearer lf_…`."
@@ -132,19 +133,27 @@ def reservations_router(
     async def open_reservation(
         reservation_id: ReservationIdPath,
         key: Annotated[ApiKey, Depends(partner)],
-        request: Annotated[OpenRequest | None, Body()] = None,
+        request: ReservationOpenRequest,
     ) -> OpenResponse:
-        """Open the reservation's compartment: the courier's deposit while held, the pickup once deposited."""
+        """Open the reservation's compartment for one step: the deposit while held, the pickup once deposited."""
         stored = await asyncio.to_thread(owned, reservations, key, reservation_id)
-        if stored.state not in (ReservationState.HELD, ReservationState.DEPOSITED) or stored.node_id is None:
+        step = request.step
+        expected = ReservationState.HELD if step is ReservationStep.DEPOSIT else ReservationState.DEPOSITED
+        if stored.node_id is None or stored.compartment is None:
             raise HTTPException(409, f"reservation {reservation_id} is {stored.state.value}: nothing to open")
-        assert stored.compartment is not None
-        opened = await opens.open(
+        if stored.state is not expected and not opens.step_started(reservation_id, step):
+            raise HTTPException(
+                409,
+                f"reservation {reservation_id} is {stored.state.value}: no {step.value} to open now"
+                + (" (the deposit is done; the pickup is step=pickup)" if step is ReservationStep.DEPOSIT else ""),
+            )
+        opened = await opens.open_step(
             stored.node_id,
             stored.compartment,
+            reservation_id,
+            step,
             requested_by=f"partner:{key.partner}",
-            timeout_s=request.timeout_s if request else None,
-            reservation_id=reservation_id,
+            timeout_s=request.timeout_s,
         )
         return OpenResponse.of(opened)
 

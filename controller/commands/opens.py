@@ -4,18 +4,20 @@ Both HTTP opens (an operator's direct open and a courier's reservation open) com
 value (:class:`Opened`) or a :class:`OpenRefusedError` whose :class:`Refusal` the API maps to an HTTP status.
 """
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from controller.commands.rate_limit import TokenBucket
+from controller.commands.rate_limit import KeyedLimits, TokenBucket
 from controller.commands.service import Commands
 from controller.fleet.registry import Fleet, NodeState
 from controller.influx.lineproto import courier_open_line
+from controller.ingest.log_throttle import Throttle
 from controller.metrics import Metrics
-from schemas import CommandResult, CommandStatus
+from schemas import CommandResult, CommandStatus, ReservationStep
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class Opens:
         *,
         rate_per_min: float,
         burst: int,
+        key_rate_per_min: float,
+        key_burst: int,
         default_timeout_s: float,
         clock: Callable[[], float],
     ) -> None:
@@ -86,27 +90,74 @@ class Opens:
         self._store_lines = store_lines
         self._rate_per_min = rate_per_min
         self._breaker = TokenBucket(rate_per_min / 60, burst, time.monotonic())
+        self._key_rate_per_min = key_rate_per_min
+        self._per_key = KeyedLimits(key_rate_per_min / 60, key_burst)
+        self._throttled_log = Throttle(60.0)
+        self._steps: dict[tuple[str, ReservationStep], asyncio.Future[Opened]] = {}
+        """Reservation steps opened or opening: every request for one shares the first one's answer."""
         self._default_timeout_s = default_timeout_s
         self._clock = clock
 
     async def open(
-        self,
-        node_id: str,
-        compartment: str,
-        *,
-        requested_by: str,
-        timeout_s: float | None = None,
-        reservation_id: str | None = None,
+        self, node_id: str, compartment: str, *, requested_by: str, timeout_s: float | None = None
     ) -> Opened:
         """Unlock ``compartment`` and wait for the door's outcome; raise :class:`OpenRefusedError` otherwise.
 
-        ``requested_by`` (``operator:<name>`` or ``partner:<name>``) is stored with the open for the audit.
+        ``requested_by`` (``operator:<name>`` or ``partner:<name>``) is stored with the open for the audit, and
+        its own open limit applies before the fleet-wide one.
         """
+        return await self._open(node_id, compartment, requested_by, timeout_s, None)
+
+    def step_started(self, reservation_id: str, step: ReservationStep) -> bool:
+        """Whether ``step`` of the reservation was opened (or is opening) through this controller."""
+        return (reservation_id, step) in self._steps
+
+    async def open_step(
+        self,
+        node_id: str,
+        compartment: str,
+        reservation_id: str,
+        step: ReservationStep,
+        *,
+        requested_by: str,
+        timeout_s: float | None = None,
+    ) -> Opened:
+        """Open for one step of a reservation, once: repeated and concurrent requests get the first answer.
+
+        Only an answer that drove the door is kept; after a refusal or a timeout the next request tries again.
+        """
+        key = (reservation_id, step)
+        earlier = self._steps.get(key)
+        if earlier is not None:
+            return await asyncio.shield(earlier)
+        first: asyncio.Future[Opened] = asyncio.get_running_loop().create_future()
+        self._steps[key] = first
+        try:
+            opened = await self._open(node_id, compartment, requested_by, timeout_s, (reservation_id, step))
+        except BaseException as exc:
+            del self._steps[key]
+            first.set_exception(exc)
+            first.exception()  # retrieved: waiters re-raise it, nobody else needs to
+            raise
+        first.set_result(opened)
+        if len(self._steps) > _STEPS_KEPT:
+            for old in [k for k, f in self._steps.items() if f.done()][: _STEPS_KEPT // 2]:
+                del self._steps[old]
+        return opened
+
+    async def _open(
+        self,
+        node_id: str,
+        compartment: str,
+        requested_by: str,
+        timeout_s: float | None,
+        reservation: tuple[str, ReservationStep] | None,
+    ) -> Opened:
         started = time.perf_counter()
         self._check_node(node_id, compartment)
-        self._spend_token()
+        self._spend_token(requested_by)
         wait_s = timeout_s or self._default_timeout_s
-        command = self._commands.open(node_id, compartment, wait_s, reservation_id)
+        command = self._commands.open(node_id, compartment, wait_s, reservation)
         result = await self._commands.request(command, wait_s)
         round_trip_s = time.perf_counter() - started
         self._record(command.command_id, node_id, result, round_trip_s, requested_by)
@@ -141,10 +192,30 @@ class Opens:
                 Refusal.NODE_OFFLINE, f"node {node_id!r} is offline since {seen}; try again later or elsewhere"
             )
 
-    def _spend_token(self) -> None:
-        wait_s = self._breaker.take(time.monotonic())
+    def _spend_token(self, requested_by: str) -> None:
+        now = time.monotonic()
+        wait_s = self._per_key.take(requested_by, now)
         if wait_s > 0:
-            self._metrics.opens_limited.inc()
+            self._metrics.opens_limited.labels("key").inc()
+            self._metrics.opens_throttled_keys.labels(requested_by).inc()
+            held_back = self._throttled_log.allow(requested_by, now)
+            if held_back is not None:
+                log.warning(
+                    "open limit reached requested_by=%s limit_per_min=%g held_back=%d action=if this key is not "
+                    "yours to run this fast, revoke it (lockerfleet revoke-key); otherwise raise "
+                    "--open-rate-per-key-per-min",
+                    requested_by,
+                    self._key_rate_per_min,
+                    held_back,
+                )
+            raise OpenRefusedError(
+                Refusal.RATE_LIMITED,
+                f"open limit of {self._key_rate_per_min:g}/min for {requested_by} reached; retry in {wait_s:.1f} s",
+                retry_after_s=wait_s,
+            )
+        wait_s = self._breaker.take(now)
+        if wait_s > 0:
+            self._metrics.opens_limited.labels("fleet").inc()
             raise OpenRefusedError(
                 Refusal.RATE_LIMITED,
                 f"fleet-wide open limit of {self._rate_per_min:g}/min reached (a safety limit against mass remote "
@@ -162,6 +233,10 @@ class Opens:
             node_id, outcome, round(round_trip_s * 1000, 3), command_id, requested_by, time.time_ns()
         )
         self._store_lines([line])
+
+
+_STEPS_KEPT = 10_000
+"""Answers to reservation steps kept for repeats (the oldest half is dropped past this)."""
 
 
 def open_outcome(result: CommandResult | None) -> str:

@@ -22,6 +22,7 @@ from schemas import (
     CommandStatus,
     OpenCommand,
     ProvisionKeyCommand,
+    ReservationStep,
     ReserveCommand,
     encode,
     topic,
@@ -56,9 +57,16 @@ class Commands:
         """Command id → (handler of its results, when to forget it)."""
         self._waiting: dict[str, asyncio.Future[CommandResult]] = {}
 
-    def open(self, node_id: str, compartment: str, timeout_s: float, reservation_id: str | None = None) -> OpenCommand:
-        """An open valid for ``timeout_s`` from now (with ``reservation_id``: that reservation's deposit or pickup)."""
+    def open(
+        self,
+        node_id: str,
+        compartment: str,
+        timeout_s: float,
+        reservation: tuple[str, ReservationStep] | None = None,
+    ) -> OpenCommand:
+        """An open valid for ``timeout_s`` from now (with ``reservation``: that reservation's deposit or pickup)."""
         issued = self._now()
+        reservation_id, step = reservation if reservation is not None else (None, None)
         return OpenCommand(
             command_id=uuid.uuid4().hex,
             node_id=node_id,
@@ -66,6 +74,7 @@ class Commands:
             expires_at=issued + timedelta(seconds=timeout_s),
             compartment=compartment,
             reservation_id=reservation_id,
+            step=step,
         )
 
     def reserve(

@@ -105,7 +105,8 @@ def test_every_panel_returns_data_from_a_simulated_fleet(
         assert wait_until(
             lambda: controller.http.get(f"/v1/reservations/{rid}", headers=headers).json()["state"] == "held", 10
         )
-        assert controller.http.post(f"/v1/reservations/{rid}/open", headers=headers).status_code == 200
+        opened = controller.http.post(f"/v1/reservations/{rid}/open", json={"step": "deposit"}, headers=headers)
+        assert opened.status_code == 200
         assert wait_until(lambda: agent.agent.keypad is not None, 5)
         for _ in range(10):
             agent.await_(agent.agent.enter_code("00000000"))

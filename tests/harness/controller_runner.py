@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 
-from controller.api.app import create_app
 from controller.devstack.services import free_port
+from controller.server import build_server
 from controller.service import Controller
 from controller.settings import ControllerSettings
 from tests.harness.mqtt import wait_until
@@ -33,15 +32,7 @@ class ControllerThread:
         )
         self.controller = Controller(self.settings)
         self.operator_key = self.controller.operators.create_key("tests", datetime.now(UTC))
-        config = uvicorn.Config(
-            create_app(self.controller),
-            host="127.0.0.1",
-            port=self.settings.http_port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-        )
-        self.server = uvicorn.Server(config)
+        self.server = build_server(self.settings, self.controller)
         self._thread = threading.Thread(target=self.server.run, name="controller", daemon=True)
         self.url = f"http://127.0.0.1:{self.settings.http_port}"
         self.http = httpx.Client(

@@ -12,11 +12,13 @@ import pytest
 
 from controller.devstack.services import Mosquitto
 from controller.notify.webhooks import verify
+from node_agent.ledger import SlotState
 from node_agent.settings import SimSettings
 from node_agent.sim.fleet import background_fleet
+from schemas import Channel, ReservationStep, decode, topic
 from tests.harness.controller_runner import ControllerFactory, ControllerThread
 from tests.harness.influx import InfluxClient
-from tests.harness.mqtt import wait_until
+from tests.harness.mqtt import Capture, wait_until
 from tests.harness.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -178,7 +180,7 @@ def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
             controller.http.get(f"/v1/reservations/{rid}", headers={"Authorization": f"Bearer {other}"}).status_code
             == 403
         )
-        deposit = controller.http.post(f"/v1/reservations/{rid}/open", headers=headers)
+        deposit = controller.http.post(f"/v1/reservations/{rid}/open", json={"step": "deposit"}, headers=headers)
         assert deposit.status_code == 200, deposit.text
         assert deposit.json()["outcome"]["result"] in ("opened", "already_open")
         assert wait_until(lambda: view()["state"] == "deposited", 10)
@@ -189,7 +191,7 @@ def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
         typed = asyncio.run_coroutine_threadsafe(fleet.agents[0].enter_code(pickup_code), fleet.loop).result(10)
         assert typed.grant is not None and typed.grant.compartment == "B3"
         assert wait_until(lambda: view()["state"] == "picked_up", 10)
-        again = controller.http.post(f"/v1/reservations/{rid}/open", headers=headers)
+        again = controller.http.post(f"/v1/reservations/{rid}/open", json={"step": "pickup"}, headers=headers)
         assert again.status_code == 409 and "picked_up" in again.json()["detail"]
 
     def events() -> list[str]:
@@ -238,7 +240,10 @@ def test_a_pickup_while_the_node_is_cut_off_reaches_the_controller_and_the_couri
             return dict(controller.http.get(f"/v1/reservations/{rid}", headers=headers).json())
 
         assert wait_until(lambda: view()["state"] == "held", 10)
-        assert controller.http.post(f"/v1/reservations/{rid}/open", headers=headers).status_code == 200
+        assert (
+            controller.http.post(f"/v1/reservations/{rid}/open", json={"step": "deposit"}, headers=headers).status_code
+            == 200
+        )
         assert wait_until(lambda: view()["state"] == "deposited", 10)
         pickup_code = view()["pickup_code"]
 
@@ -302,3 +307,55 @@ def test_the_waitlist_gets_freed_capacity_first_come_first_served_and_expires(
         assert wait_until(lambda: state(early_id) == "held", 15)  # the freed compartment goes to the first in line
         assert state(late_id) == "waitlisted"
         assert controller.http.get(f"/v1/reservations/{early_id}", headers=headers).json()["compartment"] == "C2"
+
+
+def test_sixty_racing_deposit_opens_drive_the_relay_once_and_never_record_a_pickup(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, influx: InfluxClient, tmp_path: Path
+) -> None:
+    controller, key, _ = start(start_controller, tmp_path, open_rate_per_key_per_min=6000, open_burst_per_key=100)
+    with background_fleet(one_locker(mosquitto, tmp_path)) as fleet:
+        assert wait_until(lambda: reporting(controller), 15)
+        headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": "race-deposit"}
+        rid = controller.http.post("/v1/reservations", json=body("P-race"), headers=headers).json()["reservation_id"]
+
+        def state() -> str:
+            return str(controller.http.get(f"/v1/reservations/{rid}", headers=headers).json()["state"])
+
+        assert wait_until(lambda: state() == "held", 10)
+        node_id = controller.http.get("/v1/nodes").json()[0]["node_id"]
+        opens_sent = Capture(mosquitto.url, topic(node_id, Channel.COMMAND))
+
+        def deposit(_: int) -> httpx.Response:
+            return controller.http.post(f"/v1/reservations/{rid}/open", json={"step": "deposit"}, headers=headers)
+
+        with ThreadPoolExecutor(60) as pool:
+            answers = list(pool.map(deposit, range(60)))
+        assert {a.status_code for a in answers} == {200}, {a.text for a in answers}
+        assert len({a.json()["command_id"] for a in answers}) == 1  # one command: every repeat got the first answer
+        assert wait_until(lambda: state() == "deposited", 10)
+        sent = [decode(Channel.COMMAND, d.payload) for d in opens_sent.snapshot()]
+        opens_sent.close()
+        assert [(c.type, getattr(c, "step", None)) for c in sent] == [("open", ReservationStep.DEPOSIT)]
+        found = fleet.agents[0].ledger.find(rid)
+        assert found is not None and found[1].state is SlotState.OCCUPIED  # the parcel is in, kept for its pickup
+        late = controller.http.post(f"/v1/reservations/{rid}/open", json={"step": "deposit"}, headers=headers)
+        assert late.status_code == 200 and late.json()["command_id"] == answers[0].json()["command_id"]
+        assert state() == "deposited"
+
+
+def test_one_key_flooding_opens_is_throttled_alone(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, influx: InfluxClient, tmp_path: Path
+) -> None:
+    controller, _, _ = start(start_controller, tmp_path, open_rate_per_key_per_min=6, open_burst_per_key=3)
+    flooder = controller.controller.operators.create_key("flooder", datetime.now(UTC))
+    with background_fleet(one_locker(mosquitto, tmp_path)):
+        assert wait_until(lambda: reporting(controller), 15)
+        node = controller.http.get("/v1/nodes").json()[0]
+        url = f"/v1/nodes/{node['node_id']}/compartments/{node['compartments'][0]['id']}/open"
+        flood = [controller.http.post(url, headers={"Authorization": f"Bearer {flooder}"}) for _ in range(6)]
+        assert [a.status_code == 429 for a in flood] == [False] * 3 + [True] * 3
+        assert "flooder" in flood[-1].json()["detail"] and int(flood[-1].headers["Retry-After"]) >= 1
+        other = controller.http.post(url)  # another operator is not held back by the flood
+        assert other.status_code != 429, other.text
+    exposition = controller.http.get("/metrics").text
+    assert 'lockerfleet_open_key_throttled_total{requested_by="operator:flooder"} 3.0' in exposition
