@@ -107,6 +107,7 @@ class Controller:
             key_burst=settings.open_burst_per_key,
             default_timeout_s=settings.open_timeout_s,
             clock=clock,
+            broker_up=self.broker_up,
         )
         self.ingest = Ingest(
             self.fleet,
@@ -145,6 +146,10 @@ class Controller:
         self.writer.close()
         self.store.close()
         self.reservation_store.close()
+
+    def broker_up(self) -> bool:
+        """Whether both MQTT connections (results in, commands out) are up."""
+        return self.link.connected.is_set() and self.command_link.connected.is_set()
 
     def knows_key(self, token: str) -> bool:
         """Whether ``token`` is a valid API key of any kind (operator or courier partner)."""

@@ -49,6 +49,7 @@ def create_app(controller: Controller) -> FastAPI:
             controller.opens,
             KeyedLimits(per_minute, burst),
             KeyedLimits(2 * per_minute, 2 * burst),
+            controller.broker_up,
         )
     )
     errors.install(app)

@@ -14,6 +14,7 @@ OPEN_STATUS = {
     Refusal.UNKNOWN_NODE: 404,
     Refusal.UNKNOWN_COMPARTMENT: 404,
     Refusal.NODE_OFFLINE: 409,
+    Refusal.BROKER_DOWN: 503,
     Refusal.RATE_LIMITED: 429,
     Refusal.REJECTED: 409,
     Refusal.NO_ANSWER: 504,
@@ -27,6 +28,7 @@ OPEN_ERRORS: dict[int | str, dict[str, object]] = {
     409: {"model": ApiError, "description": "The node is offline, or refused the command (nothing to open now)."},
     429: {"model": ApiError, "description": "Open rate limit reached; see Retry-After."},
     502: {"model": ApiError, "description": "The node could not drive the lock (hardware fault, crash)."},
+    503: {"model": ApiError, "description": "The controller has lost the broker: nothing can reach a node now."},
     504: {"model": ApiError, "description": "No answer in time; the command expires and never runs."},
 }
 """OpenAPI description of an open's error answers."""

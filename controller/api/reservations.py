@@ -23,6 +23,7 @@ from schemas import ReservationStep
 _bearer = HTTPBearer(
     auto_error=False, scheme_name="PartnerKey", description="A courier partner's API key: `Authorization: Bearer lf_…`."
 )
+BROKER_DOWN = "the controller has lost the MQTT broker, so no locker can confirm a hold now; retry shortly"
 ReservationIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 
 
@@ -58,7 +59,11 @@ def owned(reservations: Reservations, key: ApiKey, reservation_id: str) -> Reser
 
 
 def reservations_router(
-    reservations: Reservations, opens: Opens, per_key: KeyedLimits, per_ip: KeyedLimits
+    reservations: Reservations,
+    opens: Opens,
+    per_key: KeyedLimits,
+    per_ip: KeyedLimits,
+    broker_up: Callable[[], bool] = lambda: True,
 ) -> APIRouter:
     """Routes bound to ``reservations``; every POST counts against its API key's and its address's limits."""
     router = APIRouter(prefix="/v1/reservations", tags=["reservations"])
@@ -82,6 +87,7 @@ def reservations_router(
             401: {"model": ApiError},
             403: {"model": ApiError, "description": "The key is not scoped to this site."},
             409: {"model": ApiError, "description": "No capacity; the body names the nearest sites that have some."},
+            503: {"model": ApiError, "description": "The controller has lost the broker; retry shortly."},
             429: {"model": ApiError, "description": "Too many requests for this key or address; see Retry-After."},
             422: {"model": ApiError, "description": "Invalid body, or an Idempotency-Key reused for another request."},
         },
@@ -100,6 +106,8 @@ def reservations_router(
         def decide() -> StoredResponse:
             key = authenticate(reservations, credentials)
             within_limits(http, key)
+            if not broker_up():
+                raise HTTPException(503, BROKER_DOWN)
             if request.site not in key.sites:
                 raise HTTPException(403, f"this key may not reserve at site {request.site!r}")
             return reservations.create(key, idempotency_key, request)

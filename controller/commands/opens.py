@@ -28,6 +28,7 @@ class Refusal(StrEnum):
     UNKNOWN_NODE = "unknown_node"
     UNKNOWN_COMPARTMENT = "unknown_compartment"
     NODE_OFFLINE = "node_offline"
+    BROKER_DOWN = "broker_down"
     RATE_LIMITED = "rate_limited"
     REJECTED = "rejected"
     NO_ANSWER = "no_answer"
@@ -83,6 +84,7 @@ class Opens:
         key_burst: int,
         default_timeout_s: float,
         clock: Callable[[], float],
+        broker_up: Callable[[], bool] = lambda: True,
     ) -> None:
         self._commands = commands
         self._fleet = fleet
@@ -97,6 +99,7 @@ class Opens:
         """Reservation steps opened or opening: every request for one shares the first one's answer."""
         self._default_timeout_s = default_timeout_s
         self._clock = clock
+        self._broker_up = broker_up
 
     async def open(
         self, node_id: str, compartment: str, *, requested_by: str, timeout_s: float | None = None
@@ -175,6 +178,12 @@ class Opens:
         return Opened(command.command_id, node_id, compartment, result, round_trip_s)
 
     def _check_node(self, node_id: str, compartment: str) -> None:
+        if not self._broker_up():
+            raise OpenRefusedError(
+                Refusal.BROKER_DOWN,
+                "the controller has lost the MQTT broker, so no command can reach a node now; retry shortly "
+                "(operators: see /healthz and the controller's log)",
+            )
         record = self._fleet.get(node_id)
         if record is None:
             raise OpenRefusedError(

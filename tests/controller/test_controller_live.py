@@ -1,9 +1,11 @@
 """The controller against real mosquitto, InfluxDB and agents on gpiozero mock pins."""
 
+import json
 import re
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -272,3 +274,25 @@ def test_restart_keeps_the_registry(
     view = second.http.get("/v1/nodes/node-1")
     assert view.status_code == 200, "the node was forgotten across the restart"
     assert view.json()["boot_id"] == 1 and view.json()["compartments"][0]["id"] == "A1"
+
+
+def test_a_broker_outage_is_reported_as_the_controllers_not_as_the_node_being_offline(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, start_agent: AgentFactory, tmp_path: Path
+) -> None:
+    sites = tmp_path / "sites.json"
+    sites.write_text(json.dumps([{"site_id": "centre", "lat": 52.52, "lon": 13.405}]))
+    controller = start_controller(sites_file=sites)
+    start_agent("node-1")
+    assert wait_until(lambda: controller.http.get("/v1/nodes/node-1").status_code == 200, 10)
+    partner = controller.controller.reservation_store.create_api_key("parcelco", {"centre"}, datetime.now(UTC))
+    mosquitto.stop()
+    assert wait_until(lambda: controller.http.get("/healthz").status_code == 503, 10)
+    opened = controller.http.post("/v1/nodes/node-1/compartments/A1/open")
+    assert opened.status_code == 503 and "lost the MQTT broker" in opened.json()["detail"]
+    arrival = datetime.now(UTC).isoformat()
+    reserved = controller.http.post(
+        "/v1/reservations",
+        json={"site": "centre", "size": "S", "parcel_ref": "P1", "expected_arrival": arrival},
+        headers={"Authorization": f"Bearer {partner}", "Idempotency-Key": "outage-1"},
+    )
+    assert reserved.status_code == 503 and "lost the MQTT broker" in reserved.json()["detail"]
