@@ -204,7 +204,7 @@ class Rollout:
         if i is None:
             raise UnknownNodeError(self.rollout_id, node_id)
         r = self._book.records[i]
-        return NodeView(r.node_id, r.site, r.wave, r.state, r.reason, r.attempt)
+        return NodeView(r.node_id, r.site, r.wave, r.state, r.reason, r.attempt, datetime.fromtimestamp(r.since, UTC))
 
     def updating_nodes(self) -> list[str]:
         """Nodes this rollout has in flight: the contention policy's ``updating`` flag."""

@@ -1,6 +1,7 @@
 """Read-only views of a rollout for the API, the CLI and the metrics: counts per state and per wave."""
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from controller.rollouts.book import NodeBook
@@ -55,6 +56,8 @@ class NodeView:
     state: NodeState
     reason: str | None
     attempt: int
+    since: datetime
+    """When it entered this state or last reported it (the step timeout runs from here)."""
 
 
 def wave_progress(book: NodeBook, required: list[int]) -> list[WaveProgress]:
