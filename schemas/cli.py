@@ -2,24 +2,19 @@
 
 A locker installs ``lockerfleet[agent]`` and the central service ``lockerfleet[controller]``; both get both console
 scripts. A command whose extra is missing refuses at start with one line naming the extra to install (exit 2),
-before anything imports the missing libraries.
+before anything imports the missing libraries. What an extra holds is read from the installed distribution's
+metadata, so pyproject.toml stays the one list.
 """
 
 import argparse
-import importlib.util
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final
+from importlib import metadata
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
-
-EXTRA_MODULES: Final[dict[str, tuple[str, ...]]] = {
-    "agent": ("aiomqtt", "paho", "gpiozero", "tenacity", "httpx"),
-    "controller": ("fastapi", "uvicorn", "httpx", "prometheus_client", "sqlalchemy", "alembic", "paho", "tenacity"),
-}
-"""The modules each extra of the ``lockerfleet`` distribution installs (the same lists as pyproject.toml)."""
 
 
 @dataclass(frozen=True)
@@ -32,11 +27,36 @@ class Command:
     extras: tuple[str, ...]
 
 
+def installed_requirements() -> list[str]:
+    """The installed ``lockerfleet``'s requirements as its metadata states them (pyproject.toml at install time)."""
+    try:
+        return metadata.requires("lockerfleet") or []
+    except metadata.PackageNotFoundError:  # a source tree that was never installed: nothing to check against
+        return []
+
+
+def extra_distributions(extra: str, requirements: Sequence[str]) -> list[str]:
+    """The distributions ``extra`` needs on every platform (platform-only ones such as a Pi's lgpio are skipped)."""
+    names = []
+    for requirement in requirements:
+        spec, _, marker = requirement.partition(";")
+        if marker.strip().replace("'", '"') == f'extra == "{extra}"':
+            names.append(re.split(r"[\s\[<>=!~(]", spec.strip(), maxsplit=1)[0])
+    return names
+
+
 def missing_extras(extras: Sequence[str]) -> list[str]:
-    """The extras among ``extras`` with a module that is not installed."""
-    return [
-        extra for extra in extras if any(importlib.util.find_spec(module) is None for module in EXTRA_MODULES[extra])
-    ]
+    """The extras among ``extras`` with a distribution that is not installed."""
+    requirements = installed_requirements()
+    missing = []
+    for extra in extras:
+        for name in extra_distributions(extra, requirements):
+            try:
+                metadata.distribution(name)
+            except metadata.PackageNotFoundError:
+                missing.append(extra)
+                break
+    return missing
 
 
 def refusal(command: str, missing: Sequence[str]) -> str:

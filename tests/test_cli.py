@@ -1,21 +1,19 @@
 """The ``lockerfleet`` command: subcommands, flags and ``LOCKERFLEET_*`` environment variables."""
 
 import dataclasses
-import re
-import tomllib
-from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
 from pydantic_settings import BaseSettings, CliApp
 
+import schemas.cli
 from controller.cli import COMMANDS, main
 from controller.settings import ControllerSettings, OperatorKeySettings, RevokeKeySettings, reservations_sqlite_url
 from controller.store.operators import OperatorStore
 from controller.store.reservations import ReservationStore
 from node_agent.cli import main as agent_main
 from node_agent.settings import AgentSettings
-from schemas.cli import EXTRA_MODULES
+from schemas.cli import extra_distributions, missing_extras
 
 
 @pytest.fixture
@@ -131,6 +129,15 @@ def test_revoke_key_shuts_out_a_partner_key_and_an_operator_key(
     assert "no key 0123456789abcdef" in capsys.readouterr().err
 
 
+ABSENT = "lockerfleet-distribution-that-is-not-installed"
+
+
+def _without(monkeypatch: pytest.MonkeyPatch, *extras: str) -> None:
+    """Pretend the installed lockerfleet's ``extras`` each need a distribution that is not installed."""
+    requirements = [*schemas.cli.installed_requirements(), *(f'{ABSENT}>=1; extra == "{e}"' for e in extras)]
+    monkeypatch.setattr(schemas.cli, "installed_requirements", lambda: requirements)
+
+
 @pytest.mark.parametrize(
     ("argv", "extra", "line"),
     [
@@ -151,7 +158,7 @@ def test_revoke_key_shuts_out_a_partner_key_and_an_operator_key(
 def test_a_missing_extra_is_named_in_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], argv: list[str], extra: str, line: str
 ) -> None:
-    monkeypatch.setitem(EXTRA_MODULES, extra, ("lockerfleet_module_that_is_not_installed",))
+    _without(monkeypatch, extra)
     assert main(argv) == 2
     assert capsys.readouterr().err == line + "\n"
 
@@ -159,8 +166,7 @@ def test_a_missing_extra_is_named_in_one_line(
 def test_lockerfleet_agent_refuses_without_the_agent_extra(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setitem(EXTRA_MODULES, "agent", ("lockerfleet_module_that_is_not_installed",))
-    monkeypatch.setitem(EXTRA_MODULES, "controller", ("lockerfleet_module_that_is_not_installed",))
+    _without(monkeypatch, "agent", "controller")
     assert agent_main(["sim"]) == 2
     assert capsys.readouterr().err == "lockerfleet-agent sim needs the agent extra: pip install 'lockerfleet[agent]'\n"
     assert main(["demo"]) == 2
@@ -168,18 +174,21 @@ def test_lockerfleet_agent_refuses_without_the_agent_extra(
     assert capsys.readouterr().err == both + "\n"
 
 
-def test_the_extras_table_matches_pyproject() -> None:
-    """Each extra's modules are exactly the distributions pyproject.toml lists for it (platform-only ones aside)."""
-    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
-    owners = packages_distributions()
-
-    def name(distribution: str) -> str:
-        return re.sub(r"[-_.]+", "-", distribution).lower()
-
-    for extra, modules in EXTRA_MODULES.items():
-        specs = project["optional-dependencies"][extra]
-        listed = {name(re.split(r"[<>=;\[ ]", spec, maxsplit=1)[0]) for spec in specs if ";" not in spec}
-        assert {name(owners[module][0]) for module in modules} == listed, extra
+def test_an_extra_is_read_from_the_installed_metadata() -> None:
+    requirements = [
+        "pydantic<3,>=2.7",
+        'aiomqtt<3,>=2.3; extra == "agent"',
+        'lgpio>=0.2; (platform_machine == "aarch64" or platform_machine == "armv7l") and extra == "agent"',
+        'psycopg[binary]<4,>=3.2; extra == "postgres"',
+        "prometheus-client>=0.20; extra == 'controller'",
+    ]
+    assert extra_distributions("agent", requirements) == ["aiomqtt"]  # a Pi-only pin library is not required here
+    assert extra_distributions("postgres", requirements) == ["psycopg"]
+    assert extra_distributions("controller", requirements) == ["prometheus-client"]
+    installed = schemas.cli.installed_requirements()
+    assert "fastapi" in extra_distributions("controller", installed)
+    assert "gpiozero" in extra_distributions("agent", installed)
+    assert missing_extras(["agent", "controller"]) == []  # the dev install has both
 
 
 def test_lockerfleet_agent_parses_agent_settings(capsys: pytest.CaptureFixture[str]) -> None:

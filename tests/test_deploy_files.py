@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from controller.cli import AGENT_COMMANDS as FORWARDED
 from controller.cli import COMMANDS
 from controller.settings import ControllerSettings
 from node_agent.cli import COMMANDS as AGENT_COMMANDS
@@ -82,24 +83,25 @@ def test_secret_files_are_kept_out_of_git() -> None:
         assert secret["file"].removeprefix("./") in ignored, f"{secret['file']} could be committed"
 
 
-def test_the_systemd_unit_starts_the_installed_agent_with_real_settings() -> None:
-    """The unit a locker installs runs ``lockerfleet-agent agent`` from the venv, keeping its data in the state dir."""
-    unit = configparser.ConfigParser(interpolation=None)
+def test_the_locker_unit_starts_an_installed_agent_with_real_settings() -> None:
+    """firmware-shims' unit runs the agent command of a console script from the current slot's venv; the example
+    environment file names real agent settings and keeps the data in the unit's state directory."""
+    unit = configparser.ConfigParser(interpolation=None, strict=False)
     unit.optionxform = str  # type: ignore[assignment,method-assign]  # systemd keys are case-sensitive
-    unit.read(ROOT / "node_agent/systemd/lockerfleet-agent.service")
+    unit.read(ROOT / "firmware-shims/lockerfleet-agent.service")
     service = unit["Service"]
     program, command, *flags = shlex.split(service["ExecStart"])
-    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert program == "/opt/lockerfleet/venv/bin/lockerfleet-agent" and "lockerfleet-agent" in scripts
-    assert command in AGENT_COMMANDS
+    script = Path(program).name
+    assert program == f"/opt/lockerfleet/current/venv/bin/{script}"
+    assert script in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert command in AGENT_COMMANDS and (script == "lockerfleet-agent" or command in FORWARDED)
     fields = set(AgentSettings.model_fields)
-    for flag in flags:
-        name = flag.removeprefix("--").partition("=")[0]
-        assert name.replace("-", "_") in fields, flag
-    assert f"--data-dir=/var/lib/{service['StateDirectory']}" in flags
-    assert service["WorkingDirectory"] == f"/var/lib/{service['StateDirectory']}"
-    example = (ROOT / "node_agent/systemd/agent.env.example").read_text().splitlines()
-    variables = [line.split("=", 1)[0] for line in example if line and not line.startswith("#")]
-    assert "LOCKERFLEET_BOARD_PROFILE" in variables and "LOCKERFLEET_NODE_ID" in variables
-    for variable in variables:
+    assert all(flag.removeprefix("--").partition("=")[0].replace("-", "_") in fields for flag in flags), flags
+    assert service["EnvironmentFile"].lstrip("-") == "/etc/lockerfleet/agent.env"
+    example = (ROOT / "firmware-shims/agent.env.example").read_text().splitlines()
+    settings = dict(line.split("=", 1) for line in example if line and not line.startswith("#"))
+    assert {"LOCKERFLEET_NODE_ID", "LOCKERFLEET_BOARD_PROFILE"} <= set(settings)
+    for variable in settings:
         assert variable.removeprefix("LOCKERFLEET_").lower() in fields, variable
+    data_dir = f"/var/lib/{service['StateDirectory']}"
+    assert settings["LOCKERFLEET_DATA_DIR"] == service["WorkingDirectory"] == data_dir

@@ -73,14 +73,13 @@ def locker_venv(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> Locker
 
 
 def test_the_wheel_carries_migrations_profiles_and_json_schemas(wheel: Path) -> None:
-    """The image and the lockers install the package, not the source tree: all they read (or copy) must be in it."""
+    """The image and the lockers install the package, not the source tree: everything they read must be in it."""
     names = set(zipfile.ZipFile(wheel).namelist())
     revisions = {p.relative_to(ROOT).as_posix() for p in (ROOT / "controller/store/migrations/versions").glob("*.py")}
     assert revisions and revisions <= names
     assert "controller/store/migrations/env.py" in names
     profiles = {p.relative_to(ROOT).as_posix() for p in (ROOT / "node_agent/profiles").glob("*.toml")}
     assert profiles and profiles <= names
-    assert {"node_agent/systemd/lockerfleet-agent.service", "node_agent/systemd/agent.env.example"} <= names
     assert {"schemas/json/status.schema.json", "schemas/json/telemetry.schema.json"} <= names
     entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
     scripts = zipfile.ZipFile(wheel).read(entry_points).decode()
@@ -103,7 +102,7 @@ def test_a_locker_install_has_the_agent_and_no_controller_libraries(locker_venv:
 
 
 @pytest.mark.integration
-def test_a_locker_install_refuses_the_controller_naming_its_extra(locker_venv: LockerVenv) -> None:
+def test_a_locker_install_refuses_the_controller_naming_its_extra_and_forwards_agent(locker_venv: LockerVenv) -> None:
     run = subprocess.run(
         [locker_venv.bin("lockerfleet"), "controller"],
         capture_output=True,
@@ -115,6 +114,16 @@ def test_a_locker_install_refuses_the_controller_naming_its_extra(locker_venv: L
     assert run.returncode == 2
     assert run.stderr == "lockerfleet controller needs the controller extra: pip install 'lockerfleet[controller]'\n"
     assert run.stdout == ""
+    forwarded = subprocess.run(
+        [locker_venv.bin("lockerfleet"), "agent", "--node-id=a/b"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=locker_venv.root,
+        env=_env(),
+    )
+    assert forwarded.returncode == 2
+    assert forwarded.stderr.startswith("lockerfleet agent: invalid settings"), forwarded.stderr  # reached the agent
 
 
 @pytest.fixture
