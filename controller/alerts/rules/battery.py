@@ -2,9 +2,10 @@
 
 The forecast fits a Theil-Sen line (robust to outliers and sensor steps) to the state of charge over a window of at
 most ``max_points`` points, one kept every ``window_h / max_points``, so a node costs O(max_points) memory and the
-O(n²) fit runs only when a point is kept. Charging, shore power or a jump up (a swapped pack) empty the window: the
-slope before them says nothing about the discharge after. Too few points or too short a span give no forecast; then
-the swap alert keeps its state unless the window was emptied by one of those events (the pack is known good).
+O(n²) fit runs at most once per point kept (when a forecast is next asked for). Charging, shore power or a jump up
+(a swapped pack) empty the window: the slope before them says nothing about the discharge after. Too few points or
+too short a span give no forecast; then the swap alert keeps its state unless the window was emptied by one of those
+events (the pack is known good).
 """
 
 from collections import deque
@@ -44,6 +45,8 @@ class BatteryState:
     cycle_count: int | None = None
     known_good: bool = False
     """The window was emptied by charging, shore power or a swap: no forecast means no swap needed."""
+    stale_fit: bool = False
+    """A point was kept since the last fit; the fit runs when a forecast is next asked for."""
     slope_per_s: float | None = None
     fitted_soc: float = 0.0
     fitted_at: float = 0.0
@@ -56,7 +59,7 @@ def record(state: BatteryState, sample: TelemetrySample, p: BatteryParams) -> No
     state.on_shore = sample.power_source == "shore"
     if jumped or state.charging or state.on_shore:
         state.points.clear()
-        state.slope_per_s, state.known_good = None, True
+        state.slope_per_s, state.known_good, state.stale_fit = None, True, False
         return
     window_s = p.window_h * _H
     if state.points and sample.ts - state.points[-1][0] < window_s / p.max_points:
@@ -64,10 +67,11 @@ def record(state: BatteryState, sample: TelemetrySample, p: BatteryParams) -> No
     state.points.append((sample.ts, sample.soc_pct))
     while len(state.points) > p.max_points or state.points[0][0] < sample.ts - window_s:
         state.points.popleft()
-    _fit(state, p)
+    state.stale_fit = True
 
 
 def _fit(state: BatteryState, p: BatteryParams) -> None:
+    state.stale_fit = False
     points = state.points
     if len(points) < p.min_points or points[-1][0] - points[0][0] < p.min_span_h * _H:
         state.slope_per_s = None
@@ -81,6 +85,8 @@ def _fit(state: BatteryState, p: BatteryParams) -> None:
 
 def forecast(node_id: str, state: BatteryState, p: BatteryParams, now: float) -> BatteryForecast | None:
     """The node's time to empty at ``now``, or ``None`` when there is no forecast (charging, too little data)."""
+    if state.stale_fit:
+        _fit(state, p)
     if state.slope_per_s is None or state.soc is None or state.charging or state.on_shore:
         return None
     slope_h = state.slope_per_s * _H
