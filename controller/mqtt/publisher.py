@@ -1,4 +1,9 @@
-"""Commands to nodes: a paho-mqtt publisher (QoS 1, MQTT 5 message expiry), separate from the ingest session."""
+"""Commands to nodes: a paho-mqtt publisher (QoS 1, MQTT 5 message expiry), separate from the ingest session.
+
+It logs in as its own broker user, the ingest session's user name with :data:`COMMANDS_SUFFIX` (same password):
+a broker that binds client ids to user names (compose.yaml's ``use_username_as_clientid``) would otherwise give
+both connections one client id, and each would take the other's session over.
+"""
 
 import logging
 import math
@@ -14,18 +19,22 @@ from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address
 
 log = logging.getLogger(__name__)
 
+COMMANDS_SUFFIX = "-commands"
+"""Appended to the ingest session's broker user name for the command publisher's."""
+
 
 class CommandLink:
-    """Publishes commands; paho reconnects by itself after the first connect."""
+    """Publishes commands as the broker user ``<user>-commands``; paho reconnects by itself after the first connect."""
 
     def __init__(self, url: str, client_id: str, broker_files: BrokerFiles = NO_BROKER_FILES) -> None:
         self.url = url
         broker = broker_address(url, broker_files)
         self._address = (broker.host, broker.port)
         self.connected = threading.Event()
+        self.username = f"{broker.username}{COMMANDS_SUFFIX}" if broker.username else None
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if broker.username:
-            self._client.username_pw_set(broker.username, broker.password)
+        if self.username:
+            self._client.username_pw_set(self.username, broker.password)
         if broker.tls is not None:
             self._client.tls_set_context(broker.tls)
         self._client.reconnect_delay_set(1, 30)
@@ -56,6 +65,13 @@ class CommandLink:
         self, _c: mqtt.Client, _u: object, _f: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None
     ) -> None:
         if rc.is_failure:
-            log.error("broker refused the command publisher url=%s reason=%s action=check credentials", self.url, rc)
+            log.error(
+                "broker refused the command publisher url=%s user=%s reason=%s action=give the broker user %s "
+                "the ingest session's password and the right to write commands",
+                self.url,
+                self.username,
+                rc,
+                self.username,
+            )
             return
         self.connected.set()

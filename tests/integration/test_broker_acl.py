@@ -28,7 +28,12 @@ from tests.harness.mqtt import Capture, connect, wait_until
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-PASSWORDS = {"controller": "controller-pw", "node-1": "node-1-pw", "node-2": "node-2-pw"}
+PASSWORDS = {
+    "controller": "controller-pw",
+    "controller-commands": "controller-pw",  # the controller's command publisher: its own user, same password
+    "node-1": "node-1-pw",
+    "node-2": "node-2-pw",
+}
 
 
 class Broker:
@@ -129,13 +134,15 @@ def test_anonymous_and_wrong_passwords_are_refused_and_the_health_listener_sees_
 
 def test_a_locker_writes_only_its_own_reports_and_reads_only_its_own_commands(broker: Broker) -> None:
     reports = Capture(broker.url("controller"), "lockers/v1/+/telemetry")
-    node_1 = Capture(broker.url("node-1"), "lockers/v1/+/command")  # asks for every node's commands
     node_2 = Capture(broker.url("node-2"), "lockers/v1/node-2/command")
     forger = connect(broker.url("node-1"))
     forger.publish(topic("node-1", Channel.TELEMETRY), b"own", qos=1).wait_for_publish(5)
     forger.publish(topic("node-2", Channel.TELEMETRY), b"impersonated", qos=1).wait_for_publish(5)
     forger.publish(topic("node-2", Channel.COMMAND), open_command("node-2", "forged"), qos=1).wait_for_publish(5)
-    controller = connect(broker.url("controller"))
+    forger.disconnect()  # one connection per login: node-1's next one would take this one's place
+    forger.loop_stop()
+    node_1 = Capture(broker.url("node-1"), "lockers/v1/+/command")  # asks for every node's commands
+    controller = connect(broker.url("controller-commands"))
     for node_id in ("node-1", "node-2"):
         controller.publish(topic(node_id, Channel.COMMAND), open_command(node_id, node_id), qos=1).wait_for_publish(5)
     assert wait_until(lambda: len(node_1.snapshot()) >= 1 and len(node_2.snapshot()) >= 1, 5)
@@ -144,8 +151,7 @@ def test_a_locker_writes_only_its_own_reports_and_reads_only_its_own_commands(br
     assert [d.topic for d in node_1.snapshot()] == ["lockers/v1/node-1/command"]
     [command] = node_2.snapshot()  # the controller's, not the one node-1 forged
     assert b'"command_id":"node-2"' in command.payload
-    for client in (forger, controller):
-        client.disconnect()
+    controller.disconnect()
     for capture in (reports, node_1, node_2):
         capture.close()
 
