@@ -76,10 +76,11 @@ class AlertMonitor:
 
     def set_node(self, info: NodeInfo, now: float) -> None:
         """Register a node or update its site and maintenance flag (from the fleet store, at start and on change)."""
+        created = info.node_id not in self._nodes
         node = self._node(info.node_id, now, info.site_id)
         node.site_id, node.maintenance = info.site_id, info.maintenance
         if info.last_seen is not None:
-            node.ops.last_seen = max(node.ops.last_seen, info.last_seen) if node.ops.online else info.last_seen
+            node.ops.last_seen = info.last_seen if created else max(node.ops.last_seen, info.last_seen)
 
     def remove_node(self, node_id: str) -> None:
         """Forget a decommissioned node's rule state (its alerts stay in the engine until resolved or pruned)."""
