@@ -127,7 +127,7 @@ def test_fleet_wide_open_limit_answers_429_without_sending_anything(
     assert "open limit" in limited.json()["detail"]
     a2 = next(c for c in PROFILE.compartments if c.id == "A2")
     assert pulses(hardware.pin_factory.pin(a2.relay_pin)) == []
-    assert metric(controller, "lockerfleet_opens_rate_limited_total") == 1
+    assert metric(controller, "lockerfleet_opens_rate_limited_total", scope="fleet") == 1
 
 
 def test_node_that_does_not_answer_gets_504_and_the_command_never_runs_later(
