@@ -25,6 +25,7 @@ from controller.store.fleet import FleetStore, adopt_sqlite_registry
 from controller.store.operators import Maintenance, OperatorStore
 from controller.store.reservations import ReservationStore
 from schemas import StatusBirth
+from schemas.broker import redact_url
 from schemas.codes import node_key
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,8 @@ class Controller:
         self.link.start()
         log.info(
             "controller running mqtt=%s influx=%s db=%s store=%s nodes_known=%d",
-            self.settings.mqtt_url,
-            self.settings.influx_url,
+            redact_url(self.settings.mqtt_url),
+            redact_url(self.settings.influx_url),
             self.settings.influx_db,
             self.settings.store_path,
             len(self.fleet.records()),

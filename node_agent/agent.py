@@ -58,7 +58,6 @@ class Agent:
         self.node_id = settings.node_id
         self.hardware = hardware
         self._now = now
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.journal = Journal(settings.data_dir / "journal.sqlite3", now)
         self.outbox = Outbox(settings.data_dir / "outbox.sqlite3", settings.outbox_capacity)
         self.ledger_store = LedgerStore(settings.data_dir / "ledger.sqlite3")

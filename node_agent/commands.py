@@ -99,6 +99,7 @@ class CommandExecutor:
                 exc.detail,
             )
             return
+        payload = _as_journaled(command, payload)
         # No await between lookup and begin: a redelivery handled concurrently sees the journal entry.
         entry = self.journal.lookup(command.command_id)
         if entry is not None:
@@ -186,3 +187,10 @@ class CommandExecutor:
             outcome=first.outcome,
             detail=f"first answered {first.status.value}",
         )
+
+
+def _as_journaled(command: Command, payload: bytes) -> bytes:
+    """What the journal keeps of a command: a ``provision_key`` without its key (the ledger store keeps that)."""
+    if isinstance(command, ProvisionKeyCommand):
+        return encode(command.model_copy(update={"key_hex": "redacted"}))
+    return payload

@@ -18,7 +18,7 @@ from paho.mqtt.properties import Properties
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_random_exponential
 
 from node_agent.outbox import Outbox
-from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address
+from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Link:
             "broker unreachable client_id=%s url=%s error=%r backlog=%d action=retrying in %.1fs; "
             "check the broker and the network, the outbox keeps everything meanwhile",
             self.config.client_id,
-            self.config.url,
+            redact_url(self.config.url),
             error,
             len(self._outbox),
             sleep,
@@ -135,7 +135,7 @@ class Link:
             log.info(
                 "connected client_id=%s url=%s backlog=%d",
                 self.config.client_id,
-                self.config.url,
+                redact_url(self.config.url),
                 len(self._outbox),
             )
             try:

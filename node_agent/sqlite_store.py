@@ -6,14 +6,18 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from schemas.private_files import private_dir, private_file
+
 
 def open_database(path: Path, schema: str) -> sqlite3.Connection:
     """Open (creating parents and tables) a WAL-mode database in autocommit mode.
 
-    Transactions are opened explicitly by :func:`write`. The agent builds its stores on one thread and uses
+    The directory is created 0700 and the file 0600 (they hold the node's key); wider modes on existing ones are
+    logged. Transactions are opened explicitly by :func:`write`. The agent builds its stores on one thread and uses
     them on its event loop thread (one at a time), hence ``check_same_thread=False``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
+    private_file(path)
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
     db.executescript(schema)

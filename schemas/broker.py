@@ -11,7 +11,7 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Self
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import AnyUrl, BaseModel, Field, FilePath, model_validator
 
@@ -75,6 +75,28 @@ def broker_address(url: str, files: BrokerFiles = NO_BROKER_FILES) -> BrokerAddr
         password=_password(parts.password, files.password_file),
         tls=context,
     )
+
+
+def redact_url(url: object) -> str:
+    """``url`` as it may be logged or printed: a password in it becomes ``***``, and so does every query value.
+
+    The user name, host, port and path stay, so a log still says where the process tried to go. Text that does not
+    parse as a URL is not echoed at all.
+    """
+    text = str(url)
+    try:
+        parts = urlsplit(text)
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, hostport = netloc.rpartition("@")
+            netloc = f"{userinfo.partition(':')[0]}:{_MASK}@{hostport}"
+        query = "&".join(f"{name}={_MASK}" for name, _value in parse_qsl(parts.query, keep_blank_values=True))
+    except ValueError:
+        return "<unparseable URL>"
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+_MASK = "***"
 
 
 def _password(in_url: str | None, password_file: Path | None) -> str | None:

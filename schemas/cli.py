@@ -76,9 +76,18 @@ def run_command(prog: str, name: str, command: Command, args: Sequence[str]) -> 
         source: CliSettingsSource[BaseSettings] = CliSettingsSource(command.settings, cli_prog_name=f"{prog} {name}")
         settings = CliApp.run(command.settings, cli_args=list(args), cli_settings_source=source)
     except ValidationError as exc:
-        print(f"{prog} {name}: invalid settings:\n{exc}", file=sys.stderr)
+        print(f"{prog} {name}: invalid settings:\n{describe(exc)}", file=sys.stderr)
         return 2
     return command.run(settings)
+
+
+def describe(exc: ValidationError) -> str:
+    """One line per invalid setting, ``name: what is wrong``, without the value given (it may hold a password)."""
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        name = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"  {name}: {error['msg']}")
+    return "\n".join(lines)
 
 
 def parse_command_name(prog: str, description: str, choices: Mapping[str, str], args: Sequence[str]) -> str | None:

@@ -20,6 +20,7 @@ from controller.service import Controller
 from controller.settings import ControllerSettings, DemoSettings
 from node_agent.settings import SimSettings
 from node_agent.sim.fleet import background_fleet
+from schemas.broker import redact_url
 from schemas.logs import configure
 
 _DB = "lockerfleet"
@@ -76,8 +77,8 @@ def run_demo(settings: DemoSettings) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with Mosquitto(run_dir / "mosquitto") as broker, Influxd(run_dir / "influxdb") as influxd:
-        print(f"broker      {broker.url}  (config and data: {broker.workdir})", flush=True)
-        print(f"influxdb    {influxd.url}  database {_DB!r}  (data: {influxd.workdir})", flush=True)
+        print(f"broker      {redact_url(broker.url)}  (config and data: {broker.workdir})", flush=True)
+        print(f"influxdb    {redact_url(influxd.url)}  database {_DB!r}  (data: {influxd.workdir})", flush=True)
         controller_settings = ControllerSettings(
             mqtt_url=broker.url,
             influx_url=influxd.url,

@@ -19,7 +19,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wai
 from controller.mqtt import wire
 from controller.mqtt.tls_channel import TlsChannel
 from schemas import Channel, fleet_filter
-from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address
+from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,9 @@ class IngestLink:
         """Start the session thread; return once subscribed, or raise after ``timeout_s``."""
         self._thread.start()
         if not self.connected.wait(timeout_s):
-            raise ConnectionError(f"no MQTT session with {self.settings.url} within {timeout_s} s; is the broker up?")
+            raise ConnectionError(
+                f"no MQTT session with {redact_url(self.settings.url)} within {timeout_s} s; is the broker up?"
+            )
 
     def stop(self) -> None:
         """Disconnect cleanly; unacknowledged messages stay in the session for the next start."""
@@ -108,7 +110,7 @@ class IngestLink:
             before_sleep=lambda state: log.warning(
                 "broker unreachable url=%s error=%r attempt=%d action=retrying with backoff; "
                 "messages wait in the controller's session",
-                self.settings.url,
+                redact_url(self.settings.url),
                 state.outcome.exception() if state.outcome else None,
                 state.attempt_number,
             ),
@@ -173,7 +175,7 @@ class IngestLink:
                 self._send(wire.subscribe(1, self.filters()))
                 log.info(
                     "connected url=%s client_id=%s session_present=%s share_group=%s",
-                    self.settings.url,
+                    redact_url(self.settings.url),
                     self.settings.client_id,
                     packet.session_present,
                     self.settings.share_group,

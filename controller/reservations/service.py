@@ -38,6 +38,7 @@ from controller.reservations.contention import (
 from controller.reservations.reconcile import Report, View, apply
 from controller.store.reservations import (
     ACTIVE_STATES,
+    CODE_FIELDS,
     ApiKey,
     DoubleBookingError,
     Reservation,
@@ -191,7 +192,7 @@ class Reservations:
                         {"detail": "this Idempotency-Key was used for a different request; use a new key"},
                     )
                 self.metrics.reservation_requests.labels("replayed").inc()
-                return earlier
+                return self._with_codes(earlier)
             status, body = self._decide(key, request, idempotency_key, fingerprint)
             answer = StoredResponse(fingerprint, status, body)
             if status != 201:  # a grant stored its answer together with the reservation
@@ -205,6 +206,17 @@ class Reservations:
                 [reservation_line(request.site, outcome, round(elapsed * 1000, 3), reservation_id, time.time_ns())]
             )
             return answer
+
+    def _with_codes(self, answer: StoredResponse) -> StoredResponse:
+        """A stored grant with the codes it was answered with (the store keeps none; they are derived again)."""
+        if answer.status_code != 201:
+            return answer
+        reservation = self.store.get(str(answer.body["reservation_id"]))
+        if reservation is None:
+            return answer
+        as_granted = replace(reservation, state=ReservationState(answer.body["state"]))
+        codes = ReservationView.of(as_granted, self.secret).model_dump(mode="json", include=set(CODE_FIELDS))
+        return replace(answer, body=answer.body | codes)
 
     def cancel(self, reservation: Reservation) -> None:
         """Ask the node to release the hold; the state changes when the node confirms."""

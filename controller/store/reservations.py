@@ -2,6 +2,9 @@
 
 One implementation for SQLite (the default, a file) and PostgreSQL (a ``postgresql+psycopg://`` URL). The database
 itself refuses a double booking: a unique index over (node, compartment) of the reservations that hold one.
+
+The store holds secrets (the code secret every node's key derives from, webhook signing secrets): an SQLite file is
+created 0600 (see :mod:`schemas.private_files`). Codes are never stored: a replayed answer gets them recomputed.
 """
 
 import json
@@ -9,6 +12,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from controller.store import migrations
 from controller.store import tokens as api_tokens
+from schemas.private_files import private_file
 
 METADATA = sa.MetaData()
 
@@ -168,9 +173,21 @@ class ApiKey:
     sites: frozenset[str]
 
 
+CODE_FIELDS = ("deposit_code", "pickup_code")
+"""Fields of an answer that are never stored: anyone who reads the store could use them at a locker."""
+
+
+def without_codes(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` without its :data:`CODE_FIELDS` (at its top level and in an embedded ``reservation``)."""
+    kept = {name: value for name, value in body.items() if name not in CODE_FIELDS}
+    if isinstance(kept.get("reservation"), dict):
+        kept["reservation"] = without_codes(kept["reservation"])
+    return kept
+
+
 @dataclass(frozen=True)
 class StoredResponse:
-    """What was answered to an idempotent request."""
+    """What was answered to an idempotent request (stored without its codes; see :data:`CODE_FIELDS`)."""
 
     fingerprint: str
     status_code: int
@@ -183,6 +200,9 @@ class ReservationStore:
     def __init__(self, url: str) -> None:
         self.engine = sa.create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
+            database = self.engine.url.database
+            if database and database != ":memory:" and not self.engine.url.query.get("uri"):
+                private_file(Path(database))
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         migrations.upgrade(self.engine)
 
@@ -226,7 +246,7 @@ class ReservationStore:
                         idempotency_key=idempotency_key,
                         fingerprint=response.fingerprint,
                         status_code=response.status_code,
-                        body=json.dumps(response.body),
+                        body=json.dumps(without_codes(response.body)),
                         created_at=now,
                     )
                 )
@@ -333,7 +353,7 @@ class ReservationStore:
                         idempotency_key=key,
                         fingerprint=response.fingerprint,
                         status_code=response.status_code,
-                        body=json.dumps(response.body),
+                        body=json.dumps(without_codes(response.body)),
                         created_at=now,
                     )
                 )

@@ -18,6 +18,7 @@ from node_agent.agent import Agent
 from node_agent.board import BoardProfile, default_sim_profile
 from node_agent.settings import AgentSettings, SimSettings
 from node_agent.sim import SimulatedBoard
+from schemas.broker import redact_url
 from schemas.logs import configure
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,12 @@ async def _serve(settings: SimSettings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     fleet = SimFleet(settings, loop.call_later)
-    log.info("simulator starting nodes=%d broker=%s data=%s", settings.nodes, settings.mqtt_url, settings.data_dir)
+    log.info(
+        "simulator starting nodes=%d broker=%s data=%s",
+        settings.nodes,
+        redact_url(settings.mqtt_url),
+        settings.data_dir,
+    )
     try:
         async with asyncio.timeout(settings.duration_s):
             await fleet.run()
