@@ -134,7 +134,7 @@ class CommandExecutor:
                 assert_never(command)
 
     async def _open(self, command: OpenCommand, payload: bytes) -> None:
-        refusal = self.locker.open_refusal(command.compartment, command.reservation_id)
+        refusal = self.locker.open_refusal(command.compartment, command.reservation_id, command.step)
         if refusal is not None:
             self._answer(command, payload, CommandStatus.REJECTED, refusal)
             return
@@ -149,8 +149,8 @@ class CommandExecutor:
             )
             result = self._result(command.command_id, CommandStatus.FAILED, detail=f"hardware error: {exc}"[:256])
         else:
-            if command.reservation_id is not None:
-                self.locker.opened_for(command.reservation_id, outcome, cause)
+            if command.reservation_id is not None and command.step is not None:
+                self.locker.opened_for(command.reservation_id, command.step, outcome, cause)
             result = self._result(command.command_id, CommandStatus.DONE, outcome=outcome)
         self.journal.finish(command.command_id, encode(result))
         self._emit(Channel.RESULT, result)

@@ -143,13 +143,17 @@ class Ledger:
         return self._apply(compartment, Slot(), LedgerTransition.CANCELLED, reservation_id)
 
     def deposit(self, reservation_id: str, now: datetime) -> Decision:
-        """The courier put the parcel in: a live hold becomes occupied (until its window's ``pickup_until``)."""
+        """The courier put the parcel in: a live hold becomes occupied (until its window's ``pickup_until``).
+
+        A second deposit is refused: a compartment already occupied opens only for its pickup.
+        """
         placed = self.find(reservation_id)
         if placed is None:
             return self._refuse(Refusal.UNKNOWN_RESERVATION, f"{reservation_id} holds nothing here")
         compartment, slot = placed
-        if slot.state is SlotState.OCCUPIED:
-            return Decision(self)  # already deposited
+        if slot.state is not SlotState.HELD:
+            detail = f"{reservation_id} is {slot.state.value}: only its pickup opens it"
+            return self._refuse(Refusal.WRONG_STATE, detail)
         assert slot.window is not None
         if slot.window.hold_until <= now:
             return self._refuse(Refusal.HOLD_EXPIRED, f"the hold of {reservation_id} ended {slot.window.hold_until}")

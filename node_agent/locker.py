@@ -27,6 +27,7 @@ from schemas import (
     KeypadEvent,
     LedgerEvent,
     NoCause,
+    ReservationStep,
     ReserveCommand,
 )
 from schemas.codec import Message
@@ -75,18 +76,18 @@ class Locker:
             return opening[0]
         return NoCause()
 
-    def open_refusal(self, compartment: str, reservation_id: str | None) -> str | None:
-        """Why the ledger forbids opening ``compartment`` (for ``reservation_id``, or as a service open), or None."""
+    def open_refusal(self, compartment: str, reservation_id: str | None, step: ReservationStep | None) -> str | None:
+        """Why the ledger forbids this open (a reservation's step, or a service open without), or None."""
         slot = self.ledger.slots.get(compartment)
         if slot is None:
             return f"no compartment {compartment!r}; known: {', '.join(self.hardware.compartments)}"
-        if reservation_id is None:
+        if reservation_id is None or step is None:
             if slot.state in (SlotState.HELD, SlotState.OCCUPIED):
                 return f"{compartment} is {slot.state.value} for a reservation: open it with the reservation"
             return None
         if slot.reservation_id != reservation_id:
             return f"reservation {reservation_id} does not hold {compartment}"
-        decision = self._use(reservation_id)
+        decision = self._step(reservation_id, step)
         return None if decision.accepted else f"{decision.refused}: {decision.detail}"
 
     async def open(self, compartment_id: str, cause: Cause) -> DoorOutcome:
@@ -113,14 +114,16 @@ class Locker:
         )
         return outcome
 
-    def opened_for(self, reservation_id: str, outcome: DoorOutcome, cause: CommandCause | CodeCause) -> None:
-        """After an opening for a reservation: unless the door jammed, it was its deposit or its pickup."""
+    def opened_for(
+        self, reservation_id: str, step: ReservationStep, outcome: DoorOutcome, cause: CommandCause | CodeCause
+    ) -> None:
+        """After an opening for a reservation's step: unless the door jammed, the step is done."""
         if outcome.result is DoorResult.JAMMED:
             return
         if isinstance(cause, CommandCause):
-            self._apply(self._use(reservation_id), "command", cause.command_id)
+            self._apply(self._step(reservation_id, step), "command", cause.command_id)
         else:
-            self._apply(self._use(reservation_id), "code")
+            self._apply(self._step(reservation_id, step), "code")
 
     # -- ledger ----------------------------------------------------------------------------------------------
 
@@ -143,12 +146,11 @@ class Locker:
             self._apply(decision, "command", command_id)
         return decision
 
-    def _use(self, reservation_id: str) -> Decision:
-        """The ledger step an opening for ``reservation_id`` means now: its deposit if held, its pickup if occupied."""
-        placed = self.ledger.find(reservation_id)
-        if placed is not None and placed[1].state is SlotState.OCCUPIED:
-            return self.ledger.pickup(reservation_id)
-        return self.ledger.deposit(reservation_id, self._now())
+    def _step(self, reservation_id: str, step: ReservationStep) -> Decision:
+        """The ledger change ``step`` of ``reservation_id`` means now (refused when its compartment is not ready)."""
+        if step is ReservationStep.DEPOSIT:
+            return self.ledger.deposit(reservation_id, self._now())
+        return self.ledger.pickup(reservation_id)
 
     def _apply(
         self, decision: Decision, via: Literal["command", "code", "timer"], command_id: str | None = None
@@ -203,8 +205,9 @@ class Locker:
         grant = result.grant
         if grant is None:
             return result
-        if not self._use(grant.reservation_id).accepted:
+        step = ReservationStep(grant.purpose.value)
+        if not self._step(grant.reservation_id, step).accepted:
             return KeypadResult(None, KeypadRefusal.WRONG)
         cause = CodeCause(code_ref=grant.reservation_id)
-        self.opened_for(grant.reservation_id, await self.open(grant.compartment, cause), cause)
+        self.opened_for(grant.reservation_id, step, await self.open(grant.compartment, cause), cause)
         return result

@@ -30,6 +30,7 @@ def test_a_hold_then_deposit_then_pickup_frees_the_compartment() -> None:
     deposited = held.ledger.deposit("r1", T0 + timedelta(minutes=5))
     assert deposited.ledger.slots["A1"].state is SlotState.OCCUPIED
     assert deposited.ledger.cancel("r1").refused is Refusal.WRONG_STATE
+    assert deposited.ledger.deposit("r1", T0 + timedelta(minutes=6)).refused is Refusal.WRONG_STATE  # never twice
     picked = deposited.ledger.pickup("r1")
     assert picked.ledger.slots["A1"].state is SlotState.FREE
 
@@ -97,8 +98,9 @@ class LedgerMachine(RuleBasedStateMachine):
         decision = self.ledger.deposit(reservation, self.now)
         placed = self.model.get(reservation)
         live_hold = placed is not None and placed[1] is SlotState.HELD and placed[2] > self.now
-        already = placed is not None and placed[1] is SlotState.OCCUPIED
-        assert decision.accepted == (live_hold or already)  # never opens for a dead or missing hold
+        assert decision.accepted == live_hold  # never opens for a dead or missing hold, nor twice for one parcel
+        if placed is not None and placed[1] is SlotState.OCCUPIED:
+            assert decision.refused is Refusal.WRONG_STATE
         if live_hold:
             assert placed is not None
             self.model[reservation] = (placed[0], SlotState.OCCUPIED, placed[2])

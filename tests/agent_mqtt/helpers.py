@@ -18,6 +18,7 @@ from schemas import (
     DoorEvent,
     OpenCommand,
     PowerSource,
+    ReservationStep,
     StatusBirth,
     decode,
     encode,
@@ -79,6 +80,7 @@ def send_open(
     node_id: str = "node-1",
     ttl_s: float = 30,
     reservation_id: str | None = None,
+    step: ReservationStep | None = None,
 ) -> None:
     now = datetime.now(UTC)
     command = OpenCommand(
@@ -88,6 +90,7 @@ def send_open(
         expires_at=now + timedelta(seconds=ttl_s),
         compartment=compartment,
         reservation_id=reservation_id,
+        step=step,
     )
     send_command(mosquitto, command)
 

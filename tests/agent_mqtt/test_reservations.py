@@ -15,6 +15,7 @@ from schemas import (
     LedgerEvent,
     LedgerTransition,
     ProvisionKeyCommand,
+    ReservationStep,
     ReserveCommand,
     decode,
     topic,
@@ -74,9 +75,11 @@ def test_the_ledger_decides_holds_opens_and_cancels(mosquitto: Mosquitto, start_
     assert answer(results, "c3") is CommandStatus.REJECTED
     assert pulses(hardware.pin_factory.pin(A1.relay_pin)) == []
 
-    send_open(mosquitto, A1.id, "c4", reservation_id="res-1")  # the courier's deposit
+    send_open(mosquitto, A1.id, "c4", reservation_id="res-1", step=ReservationStep.DEPOSIT)  # the courier's deposit
     assert answer(results, "c4") is CommandStatus.DONE
-    send_open(mosquitto, A1.id, "c5", reservation_id="res-1")  # the recipient's pickup
+    send_open(mosquitto, A1.id, "c4b", reservation_id="res-1", step=ReservationStep.DEPOSIT)  # a second deposit
+    assert answer(results, "c4b") is CommandStatus.REJECTED  # never taken as the pickup
+    send_open(mosquitto, A1.id, "c5", reservation_id="res-1", step=ReservationStep.PICKUP)  # the recipient's pickup
     assert answer(results, "c5") is CommandStatus.DONE
     assert len(pulses(hardware.pin_factory.pin(A1.relay_pin))) == 2
 
@@ -137,7 +140,7 @@ def test_offline_pickup_code_opens_the_right_compartment_once_and_wrong_codes_lo
     )
     assert answer(results, "k1") is CommandStatus.DONE
     reserve(mosquitto, "res-9", A1.id, "c1")
-    send_open(mosquitto, A1.id, "c2", reservation_id="res-9")  # deposited while online
+    send_open(mosquitto, A1.id, "c2", reservation_id="res-9", step=ReservationStep.DEPOSIT)  # deposited while online
     assert answer(results, "c2") is CommandStatus.DONE
     slot = agent.agent.ledger.slots[A1.id]
     assert slot.window is not None
