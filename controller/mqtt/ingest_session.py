@@ -107,6 +107,8 @@ class IngestLink:
             retry=retry_if_exception_type(OSError),
             wait=wait_random_exponential(multiplier=0.5, max=30),
             stop=stop_when_event_set(self._stopping),
+            sleep=self._backoff,
+            retry_error_callback=lambda _state: None,  # stopped while the broker was away: nothing to report
             before_sleep=lambda state: log.warning(
                 "broker unreachable url=%s error=%r attempt=%d action=retrying with backoff; "
                 "messages wait in the controller's session",
@@ -119,6 +121,10 @@ class IngestLink:
                 self._session()
                 if not self._stopping.is_set():
                     raise ConnectionResetError("the broker closed the session")
+
+    def _backoff(self, seconds: float) -> None:
+        """Wait before reconnecting; a stop cuts the wait short."""
+        self._stopping.wait(seconds)
 
     def _session(self) -> None:
         broker = broker_address(self.settings.url, self.settings.broker_files)  # re-read: files get renewed
