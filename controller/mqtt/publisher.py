@@ -15,7 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address
+from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,8 @@ class CommandLink:
     """Publishes commands as the broker user ``<user>-commands``; paho reconnects by itself after the first connect."""
 
     def __init__(self, url: str, client_id: str, broker_files: BrokerFiles = NO_BROKER_FILES) -> None:
-        self.url = url
+        self.url = redact_url(url)
+        """The broker URL as logged (without its password)."""
         broker = broker_address(url, broker_files)
         self._address = (broker.host, broker.port)
         self.connected = threading.Event()
@@ -60,6 +61,19 @@ class CommandLink:
         info = self._client.publish(topic, payload, qos=1, properties=properties)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise ConnectionError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}; broker at {self.url}")
+
+    def publish_acknowledged(self, topic: str, payload: bytes, timeout_s: float = 10.0) -> None:
+        """Publish at QoS 1 (no expiry) and return once the broker acknowledged it; ``ConnectionError`` otherwise."""
+        if not self.connected.is_set():
+            raise ConnectionError(f"not connected to the broker at {self.url}")
+        info = self._client.publish(topic, payload, qos=1)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS:
+            try:
+                info.wait_for_publish(timeout_s)
+            except (RuntimeError, ValueError) as exc:
+                raise ConnectionError(f"publish to {topic} failed: {exc}; broker at {self.url}") from exc
+        if not info.is_published():
+            raise ConnectionError(f"publish to {topic} not acknowledged within {timeout_s} s; broker at {self.url}")
 
     def _on_connect(
         self, _c: mqtt.Client, _u: object, _f: mqtt.ConnectFlags, rc: ReasonCode, _p: Properties | None
