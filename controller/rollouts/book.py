@@ -7,13 +7,25 @@ restored book makes exactly the decisions the original would have.
 from typing import Any
 
 from controller.rollouts.errors import CorruptStateError
-from controller.rollouts.states import FAILURES, IN_FLIGHT, TERMINAL, WAITING, NodeState
+from controller.rollouts.states import FAILURES, IN_FLIGHT, TERMINAL, NodeState
 
 
 class NodeRecord:
     """One target node's place in the rollout."""
 
-    __slots__ = ("attempt", "node_id", "not_before", "reason", "sent", "since", "site", "state", "wave")
+    __slots__ = (
+        "attempt",
+        "held",
+        "node_id",
+        "not_before",
+        "reason",
+        "retries",
+        "sent",
+        "since",
+        "site",
+        "state",
+        "wave",
+    )
 
     def __init__(
         self,
@@ -26,6 +38,8 @@ class NodeRecord:
         since: float = 0.0,
         not_before: float = 0.0,
         sent: bool = False,
+        held: bool = False,
+        retries: int = 0,
     ) -> None:
         self.node_id = node_id
         self.site = site
@@ -33,16 +47,25 @@ class NodeRecord:
         self.state = state
         self.reason = reason
         self.attempt = attempt
+        """Command generation: a new command (and attempt) for every retry or re-queue."""
         self.since = since
         """When the state was entered or last confirmed by a report (the step timeout runs from here)."""
         self.not_before = not_before
         """No dispatch before this instant (retry and deferral delays)."""
         self.sent = sent
-        """An update command was sent in this rollout (so a late report is believable and a Cancel is due)."""
+        """An update command was ever sent in this rollout (so a late report is believable)."""
+        self.held = held
+        """The node holds a live command (sent, not withdrawn): a ``deferred`` node with it goes on by itself."""
+        self.retries = retries
+        """Retries after failures or timeouts so far (bounded by the policy)."""
 
 
 class NodeBook:
-    """Records plus per-wave state counts, per-wave waiting sets, the in-flight set and per-site load."""
+    """Records plus per-wave state counts, per-wave waiting sets, in-flight and parked sets, and per-site load.
+
+    Waiting: queued, or deferred by the controller (the engine dispatches these). In flight: holds a site slot.
+    Parked: deferred by the node, which holds its command (no site slot, but the step timeout runs).
+    """
 
     def __init__(self, records: list[NodeRecord], waves: int) -> None:
         self.records = records
@@ -53,6 +76,7 @@ class NodeBook:
         self.counts: list[dict[NodeState, int]] = [dict.fromkeys(NodeState, 0) for _ in range(waves)]
         self.waiting: list[set[int]] = [set() for _ in range(waves)]
         self.in_flight: set[int] = set()
+        self.parked: set[int] = set()
         self.site_load: dict[str, int] = {}
         self.terminal = 0
         for i, record in enumerate(records):
@@ -62,8 +86,10 @@ class NodeBook:
     def _enter(self, i: int, record: NodeRecord) -> None:
         state = record.state
         self.counts[record.wave][state] += 1
-        if state in WAITING:
+        if state is NodeState.QUEUED or (state is NodeState.DEFERRED and not record.held):
             self.waiting[record.wave].add(i)
+        elif state is NodeState.DEFERRED:
+            self.parked.add(i)
         elif state in IN_FLIGHT:
             self.in_flight.add(i)
             self.site_load[record.site] = self.site_load.get(record.site, 0) + 1
@@ -73,19 +99,23 @@ class NodeBook:
     def _leave(self, i: int, record: NodeRecord) -> None:
         state = record.state
         self.counts[record.wave][state] -= 1
-        if state in WAITING:
+        if state is NodeState.QUEUED or (state is NodeState.DEFERRED and not record.held):
             self.waiting[record.wave].discard(i)
+        elif state is NodeState.DEFERRED:
+            self.parked.discard(i)
         elif state in IN_FLIGHT:
             self.in_flight.discard(i)
             self.site_load[record.site] -= 1
         else:
             self.terminal -= 1
 
-    def move(self, i: int, state: NodeState, reason: str | None, now: float) -> NodeRecord:
-        """Put node ``i`` in ``state`` at ``now`` and keep every counter in step."""
+    def move(self, i: int, state: NodeState, reason: str | None, now: float, *, held: bool | None = None) -> NodeRecord:
+        """Put node ``i`` in ``state`` at ``now`` (and set whether it holds a command); keep every counter in step."""
         record = self.records[i]
         self._leave(i, record)
         record.state, record.reason, record.since = state, reason, now
+        if held is not None:
+            record.held = held
         self._enter(i, record)
         return record
 
@@ -102,7 +132,19 @@ class NodeBook:
     def dump(self) -> list[list[Any]]:
         """The records as JSON-ready rows."""
         return [
-            [r.node_id, r.site, r.wave, r.state.value, r.reason, r.attempt, r.since, r.not_before, r.sent]
+            [
+                r.node_id,
+                r.site,
+                r.wave,
+                r.state.value,
+                r.reason,
+                r.attempt,
+                r.since,
+                r.not_before,
+                r.sent,
+                r.held,
+                r.retries,
+            ]
             for r in self.records
         ]
 
@@ -111,8 +153,8 @@ class NodeBook:
         """Rebuild a book from :meth:`dump` rows."""
         try:
             records = [
-                NodeRecord(str(n), str(s), int(w), NodeState(st), r, int(a), float(t), float(nb), bool(sent))
-                for n, s, w, st, r, a, t, nb, sent in rows
+                NodeRecord(n, s, int(w), NodeState(st), r, int(a), float(t), float(nb), bool(sent), bool(h), int(rt))
+                for n, s, w, st, r, a, t, nb, sent, h, rt in rows
             ]
         except (TypeError, ValueError) as error:
             raise CorruptStateError(

@@ -26,7 +26,7 @@ from controller.rollouts.gating import DeferReason, controller_defer_reason
 from controller.rollouts.policy import RolloutPolicy
 from controller.rollouts.progress import ACTIVE, NodeView, Phase, Progress, totals, wave_progress
 from controller.rollouts.rate import DispatchRate
-from controller.rollouts.states import CANCELLABLE, IN_FLIGHT, REPORT_MOVES, REPORTED, NodeState
+from controller.rollouts.states import CANCELLABLE, IN_FLIGHT, PIPELINE, REPORT_MOVES, REPORTED, TERMINAL, NodeState
 from controller.rollouts.targeting import NodeFacts, Target, select_targets
 from schemas.semver import SemVer
 
@@ -34,6 +34,15 @@ FORMAT = 1
 """Version of the :meth:`Rollout.to_dict` document."""
 
 S = NodeState
+
+
+def current_is_final(record: NodeRecord) -> bool:
+    """A node that ended after it was sent a command: its late reports are believed."""
+    return record.sent and record.state in TERMINAL
+
+
+def _default_reason(state: NodeState) -> str | None:
+    return "deferred by the node" if state is S.DEFERRED else None
 
 
 def _ts(now: datetime) -> float:
@@ -115,7 +124,7 @@ class Rollout:
         """Fire due timeouts, judge thresholds, then dispatch what the gates allow; ``fleet`` is keyed by node id."""
         t = _ts(now)
         actions: list[Action] = []
-        self._expire_steps(t)
+        self._expire_steps(t, actions)
         if self.phase in ACTIVE and t >= self.created_at + self.policy.rollout_timeout_s:
             hours = self.policy.rollout_timeout_s / 3600
             self._abort(t, f"the rollout did not finish within {hours:g} h", "engine", actions)
@@ -137,18 +146,21 @@ class Rollout:
         if attempt is not None and attempt != record.attempt:
             return []
         reported = self._legal(record, state)
+        if reported is None:  # the node acknowledges a Cancel of a command it no longer holds
+            return []
         if reported is record.state:
             record.since = t
             record.reason = reason if reason is not None else record.reason
             return []
         actions: list[Action] = []
-        if reported is S.DEFERRED:
-            self._book.move(i, S.DEFERRED, reason or "deferred by the node", t)
-            record.not_before = t + self.policy.defer_retry_s
+        if record.state is S.DEFERRED and reported in PIPELINE and self._must_wait(record):
+            actions.append(Cancel(node_id))
+            why = "paused" if self.phase is not Phase.RUNNING else "site_busy"
+            self._requeue(i, why, t, delay=self.policy.defer_retry_s, retry=False)
         elif reported is S.FAILED and self._retryable(record, reason):
-            self._requeue(i, reason, t)
+            self._requeue(i, reason, t, delay=self.policy.retry_delay_s, retry=True)
         else:
-            self._book.move(i, reported, reason, t)
+            self._book.move(i, reported, reason or _default_reason(reported), t, held=reported not in TERMINAL)
         if reported is S.SUCCEEDED and self.phase is Phase.ROLLED_BACK:
             actions.append(Rollback(node_id))
         self._judge(record.wave, t, actions)
@@ -204,7 +216,8 @@ class Rollout:
         if i is None:
             raise UnknownNodeError(self.rollout_id, node_id)
         r = self._book.records[i]
-        return NodeView(r.node_id, r.site, r.wave, r.state, r.reason, r.attempt, datetime.fromtimestamp(r.since, UTC))
+        since = datetime.fromtimestamp(r.since, UTC)
+        return NodeView(r.node_id, r.site, r.wave, r.state, r.reason, r.attempt, r.retries, since)
 
     def updating_nodes(self) -> list[str]:
         """Nodes this rollout has in flight: the contention policy's ``updating`` flag."""
@@ -262,39 +275,50 @@ class Rollout:
 
     # ----- internals -----
 
-    def _legal(self, record: NodeRecord, state: NodeState | str) -> NodeState:
+    def _legal(self, record: NodeRecord, state: NodeState | str) -> NodeState | None:
+        """The state a report moves the node to (None: an acknowledgement that changes nothing), or raise."""
         try:
             reported = NodeState(state)
         except ValueError:
             raise IllegalReportError(record.node_id, record.state, str(state)) from None
-        current = record.state
-        if reported not in REPORTED or (current in (S.TIMED_OUT, S.CANCELLED) and not record.sent):
-            raise IllegalReportError(record.node_id, current, reported.value)
+        current, holds = record.state, record.held or current_is_final(record)
+        if reported is S.CANCELLED and (not holds or current is S.TIMED_OUT):
+            return None
+        if reported is S.QUEUED and current is S.DISPATCHED:
+            return current
         rollback = current is S.SUCCEEDED and reported is S.ROLLED_BACK and self.phase is Phase.ROLLED_BACK
-        if reported not in REPORT_MOVES[current] and not rollback:
+        if reported not in REPORTED or not holds or (reported not in REPORT_MOVES[current] and not rollback):
             raise IllegalReportError(record.node_id, current, reported.value)
         return reported
 
+    def _must_wait(self, record: NodeRecord) -> bool:
+        """Whether a node going on from its own deferral must be held back (not running, or its site is full)."""
+        load = self._book.site_load.get(record.site, 0)
+        return self.phase is not Phase.RUNNING or load >= self.policy.site_limit(record.site)
+
     def _retryable(self, record: NodeRecord, reason: str | None) -> bool:
-        return (
-            self.phase in ACTIVE and reason in self.policy.retry_reasons and record.attempt <= self.policy.max_retries
-        )
+        return self.phase in ACTIVE and reason in self.policy.retry_reasons and record.retries < self.policy.max_retries
 
-    def _requeue(self, i: int, reason: str | None, t: float) -> None:
-        record = self._book.move(i, S.QUEUED, reason, t)
+    def _requeue(self, i: int, reason: str | None, t: float, *, delay: float, retry: bool) -> None:
+        """Back to the queue with a new attempt (a new command) after ``delay``; ``retry`` counts it as a retry."""
+        record = self._book.move(i, S.QUEUED, reason, t, held=False)
         record.attempt += 1
-        record.not_before = t + self.policy.retry_delay_s
-        self.retries += 1
+        record.not_before = t + delay
+        if retry:
+            record.retries += 1
+            self.retries += 1
 
-    def _expire_steps(self, t: float) -> None:
-        limit = self.policy.step_timeout_s
-        records = self._book.records
-        for i in sorted(i for i in self._book.in_flight if t - records[i].since >= limit):
-            record = records[i]
-            if self.phase in ACTIVE and self.policy.retry_timeouts and record.attempt <= self.policy.max_retries:
-                self._requeue(i, S.TIMED_OUT.value, t)
+    def _expire_steps(self, t: float, actions: list[Action]) -> None:
+        limit, book = self.policy.step_timeout_s, self._book
+        for i in sorted(i for i in book.in_flight | book.parked if t - book.records[i].since >= limit):
+            record = book.records[i]
+            if record.state in CANCELLABLE:
+                actions.append(Cancel(record.node_id))
+            if self.phase in ACTIVE and self.policy.retry_timeouts and record.retries < self.policy.max_retries:
+                self._requeue(i, S.TIMED_OUT.value, t, delay=self.policy.retry_delay_s, retry=True)
             else:
-                self._book.move(i, S.TIMED_OUT, f"no report for {limit:g} s while {record.state.value}", t)
+                reason = f"no report for {limit:g} s while {record.state.value}"
+                book.move(i, S.TIMED_OUT, reason, t, held=False)
 
     def _judge(self, wave: int, t: float, actions: list[Action]) -> None:
         """Abort on a failure breach in ``wave``; otherwise advance or complete the rollout."""
@@ -354,7 +378,7 @@ class Rollout:
                 if reason is not None:
                     self._defer(i, record, reason, t)
                     continue
-                book.move(i, S.DISPATCHED, None, t)
+                book.move(i, S.DISPATCHED, None, t, held=True)
                 record.sent = True
                 load[record.site] = load.get(record.site, 0) + 1
                 self._rate.record(t)
@@ -372,13 +396,13 @@ class Rollout:
         self.phase, self.abort_reason = Phase.ABORTED, reason
         actions.append(Aborted(reason, by))
         self._log(t, "abort", by, reason)
-        waiting = sorted(i for wave in book.waiting for i in wave)
-        cancellable = sorted(i for i in book.in_flight if book.records[i].state in CANCELLABLE)
+        waiting = [i for wave in book.waiting for i in wave]
+        cancellable = [i for i in book.in_flight | book.parked if book.records[i].state in CANCELLABLE]
         for i in sorted(waiting + cancellable):
             record = book.records[i]
-            if record.sent:
+            if record.held:
                 actions.append(Cancel(record.node_id))
-            book.move(i, S.CANCELLED, "rollout aborted", t)
+            book.move(i, S.CANCELLED, "rollout aborted", t, held=False)
 
     def _require(self, phase: Phase, action: str) -> None:
         if self.phase is not phase:

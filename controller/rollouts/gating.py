@@ -25,7 +25,7 @@ class DeferReason(StrEnum):
     """An operator took the node out of service."""
     UPDATING_ELSEWHERE = "updating_elsewhere"
     """Another rollout is updating the node."""
-    OUTSIDE_WINDOW = "outside_window"
+    OUTSIDE_WINDOW = "outside_maintenance_window"
     """The site has a maintenance window and now is outside it."""
 
 

@@ -6,6 +6,7 @@ from typing import Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from controller.rollouts.gating import MaintenanceWindow
+from schemas.ota import OtaReason
 
 
 class WaveRules(BaseModel):
@@ -59,13 +60,16 @@ class RolloutPolicy(BaseModel):
     )
     step_timeout_s: float = Field(default=900.0, gt=0, description="A node with no report for this long times out.")
     rollout_timeout_s: float = Field(default=3 * 86400.0, gt=0, description="The whole rollout aborts after this.")
-    max_retries: int = Field(default=2, ge=0, le=10, description="Re-dispatches per node after transient failures.")
+    max_retries: int = Field(default=2, ge=0, le=10, description="Re-dispatches per node after failures or timeouts.")
     retry_delay_s: float = Field(default=60.0, ge=0)
     retry_reasons: frozenset[str] = Field(
-        default=frozenset({"download_error", "network_error"}), description="Failure reasons that are retried."
+        default=frozenset({OtaReason.DOWNLOAD_FAILED.value, OtaReason.BUSY.value}),
+        description="Failure reasons that are retried (the agent already resumes a download a few times itself).",
     )
     retry_timeouts: bool = Field(default=True, description="Retry a node that timed out.")
-    defer_retry_s: float = Field(default=300.0, ge=0, description="Re-dispatch a node that deferred after this long.")
+    defer_retry_s: float = Field(
+        default=60.0, ge=0, description="A node taken back when it went on into a full site waits this long."
+    )
 
     @model_validator(mode="after")
     def _positive_site_limits(self) -> Self:

@@ -56,6 +56,7 @@ class NodeView:
     state: NodeState
     reason: str | None
     attempt: int
+    retries: int
     since: datetime
     """When it entered this state or last reported it (the step timeout runs from here)."""
 

@@ -94,11 +94,11 @@ def test_a_wave_failure_share_above_the_threshold_aborts_and_cancels_what_has_no
     (canary,) = dispatched(rollout.step(at(0), fleet))
     commit(rollout, canary, at(1))
     first, second = dispatched(rollout.step(at(2), fleet))
-    rollout.on_report(second, "installing", None, at(3))
+    rollout.on_report(second, "restarting", None, at(3))
     actions = rollout.on_report(first, "failed", "disk_full", at(3))  # 1 of 2 = 50 % > 30 %
     assert actions == [Aborted("wave 1: 1 of 2 nodes failed, above its failure threshold", "engine")]
-    assert rollout.node(second).state is S.INSTALLING  # past cancelling: left to finish
-    assert rollout.on_report(second, "restarting", None, at(4)) == []  # its reports still count
+    assert rollout.node(second).state is S.RESTARTING  # past cancelling: left to finish
+    assert rollout.on_report(second, "testing", None, at(4)) == []  # its reports still count
     assert rollout.progress().totals[S.CANCELLED] == 4  # the queued wave 2, never sent a command
 
 
@@ -108,13 +108,13 @@ def test_transient_failures_are_retried_a_bounded_number_of_times() -> None:
     rollout = start(fleet, policy)
     assert rollout.step(at(0), fleet) == [DispatchUpdate("n0-0", 1)]
     rollout.on_report("n0-0", "downloading", None, at(1))
-    assert rollout.on_report("n0-0", "failed", "download_error", at(2)) == []
+    assert rollout.on_report("n0-0", "failed", "download_failed", at(2)) == []
     assert rollout.node("n0-0").state is S.QUEUED
     assert rollout.step(at(31), fleet) == []  # retry delay
     assert rollout.step(at(32), fleet) == [DispatchUpdate("n0-0", 2)]
-    rollout.on_report("n0-0", "failed", "download_error", at(33))
+    rollout.on_report("n0-0", "failed", "download_failed", at(33))
     assert rollout.step(at(63), fleet) == [DispatchUpdate("n0-0", 3)]
-    actions = rollout.on_report("n0-0", "failed", "download_error", at(64))
+    actions = rollout.on_report("n0-0", "failed", "download_failed", at(64))
     assert isinstance(actions[0], Aborted)
     assert rollout.retries == 2
 
@@ -123,9 +123,9 @@ def test_a_report_from_an_older_attempt_is_ignored() -> None:
     fleet = fleet_of(1, 2)
     rollout = start(fleet, RolloutPolicy(retry_delay_s=0))
     rollout.step(at(0), fleet)
-    rollout.on_report("n0-0", "failed", "network_error", at(1), attempt=1)
+    rollout.on_report("n0-0", "failed", "download_failed", at(1), attempt=1)
     assert rollout.step(at(2), fleet) == [DispatchUpdate("n0-0", 2)]
-    assert rollout.on_report("n0-0", "failed", "network_error", at(3), attempt=1) == []
+    assert rollout.on_report("n0-0", "failed", "download_failed", at(3), attempt=1) == []
     assert rollout.node("n0-0").state is S.DISPATCHED
 
 
@@ -140,15 +140,19 @@ def test_step_timeout_fires_and_progress_resets_it() -> None:
     actions = rollout.step(at(280), fleet)
     assert rollout.node("n0-0").state is S.TIMED_OUT
     assert rollout.node("n0-0").reason == "no report for 100 s while downloading"
-    assert isinstance(actions[0], Aborted)  # a timed-out canary is a failed canary
+    assert actions[0] == Cancel("n0-0")  # it may be alive: withdraw the command
+    assert isinstance(actions[1], Aborted)  # a timed-out canary is a failed canary
+    assert rollout.on_report("n0-0", "cancelled", "requested", at(281)) == []  # its acknowledgement
+    assert rollout.node("n0-0").state is S.TIMED_OUT
 
 
 def test_a_timed_out_node_is_retried_and_its_late_truth_is_accepted() -> None:
     fleet = fleet_of(1, 2)
     rollout = start(fleet, RolloutPolicy(step_timeout_s=100, retry_delay_s=0, max_retries=1))
     rollout.step(at(0), fleet)
-    assert rollout.step(at(100), fleet) == [DispatchUpdate("n0-0", 2)]
-    actions = rollout.step(at(200), fleet)
+    assert rollout.step(at(100), fleet) == [Cancel("n0-0"), DispatchUpdate("n0-0", 2)]
+    rollout.on_report("n0-0", "restarting", None, at(150))  # past cancelling: no Cancel on its timeout
+    actions = rollout.step(at(250), fleet)
     assert isinstance(actions[0], Aborted)
     assert rollout.node("n0-0").state is S.TIMED_OUT
     rollout.on_report("n0-0", "testing", None, at(201))  # it was alive after all
@@ -167,7 +171,7 @@ def test_the_rollout_timeout_aborts() -> None:
     assert rollout.progress().totals[S.CANCELLED] == 3
 
 
-def test_k_per_site_and_deferral_frees_the_slot() -> None:
+def test_k_per_site_and_a_node_deferral_frees_the_slot() -> None:
     fleet = fleet_of(2, 4)
     policy = RolloutPolicy(canary_count=8, max_updating_per_site=2, defer_retry_s=60)
     rollout = start(fleet, policy)
@@ -176,11 +180,54 @@ def test_k_per_site_and_deferral_frees_the_slot() -> None:
     rollout.on_report("n0-0", "deferred", "door_open", at(2))
     assert rollout.node("n0-0").reason == "door_open"
     assert dispatched(rollout.step(at(3), fleet)) == ["n0-2"]
-    commit(rollout, "n0-1", at(4))
-    assert dispatched(rollout.step(at(5), fleet)) == ["n0-3"]
-    commit(rollout, "n0-2", at(6))
-    assert rollout.step(at(7), fleet) == []  # n0-0 waits out its deferral
-    assert rollout.step(at(62), fleet) == [DispatchUpdate("n0-0", 1)]
+    rollout.on_report("n0-0", "deferred", "door_open", at(30))  # still busy: a heartbeat, no new command
+    assert rollout.step(at(31), fleet) == []
+    commit(rollout, "n0-1", at(40))
+    assert rollout.on_report("n0-0", "downloading", None, at(41)) == []  # idle now, goes on into the free slot
+    assert sorted(rollout.updating_nodes()) == ["n0-0", "n0-2", "n1-0", "n1-1"]
+
+
+def test_a_node_going_on_into_a_full_site_is_taken_back() -> None:
+    fleet = fleet_of(1, 3)
+    rollout = start(fleet, RolloutPolicy(canary_count=3, max_updating_per_site=1, defer_retry_s=60))
+    rollout.step(at(0), fleet)
+    rollout.on_report("n0-0", "deferred", "reservation_due", at(1))
+    assert dispatched(rollout.step(at(2), fleet)) == ["n0-1"]
+    assert rollout.on_report("n0-0", "downloading", None, at(3)) == [Cancel("n0-0")]
+    assert (rollout.node("n0-0").state, rollout.node("n0-0").reason) == (S.QUEUED, "site_busy")
+    assert rollout.on_report("n0-0", "cancelled", "requested", at(4)) == []  # the node confirms
+    commit(rollout, "n0-1", at(10))
+    assert rollout.step(at(11), fleet) == [DispatchUpdate("n0-2", 1)]
+    commit(rollout, "n0-2", at(20))
+    assert rollout.step(at(63), fleet) == [DispatchUpdate("n0-0", 2)]  # a new command; not counted as a retry
+    assert rollout.node("n0-0").retries == 0
+
+
+def test_a_deferred_node_going_on_while_paused_is_taken_back() -> None:
+    fleet = fleet_of(2, 1)
+    rollout = start(fleet, RolloutPolicy(canary_count=2))
+    rollout.step(at(0), fleet)
+    rollout.on_report("n0-0", "deferred", "battery_low", at(1))
+    rollout.pause(at(2), "ops")
+    assert rollout.on_report("n0-0", "downloading", None, at(3)) == [Cancel("n0-0")]
+    assert rollout.node("n0-0").reason == "paused"
+
+
+def test_agent_specific_moves() -> None:
+    fleet = fleet_of(4, 1)
+    rollout = start(fleet, RolloutPolicy(canary_count=4, canary=WaveRules(failure_count=9)))
+    rollout.step(at(0), fleet)
+    assert rollout.on_report("n0-0", "queued", None, at(1)) == []  # accepted: a heartbeat
+    assert rollout.node("n0-0").state is S.DISPATCHED
+    rollout.on_report("n1-0", "succeeded", None, at(1))  # already on the release, committed
+    for state in ("installing", "deferred"):  # staged, waiting for the locker to be idle
+        rollout.on_report("n2-0", state, "door_open" if state == "deferred" else None, at(1))
+    assert rollout.node("n2-0").state is S.DEFERRED
+    for state in ("restarting", "testing", "restarting", "testing", "succeeded"):  # a second trial start
+        rollout.on_report("n3-0", state, None, at(2))
+    assert rollout.node("n3-0").state is S.SUCCEEDED
+    with pytest.raises(IllegalReportError):
+        rollout.on_report("n2-0", "timed_out", None, at(3))
 
 
 def test_per_site_limit_override_and_other_rollouts_count() -> None:
@@ -201,7 +248,11 @@ def test_gates_defer_with_a_reason_until_they_clear() -> None:
     window = MaintenanceWindow(daily="04:00-05:00", tz="UTC")  # T0 is 03:00 UTC
     rollout = start(fleet, RolloutPolicy(canary_count=3, maintenance_windows={"s3": window}))
     assert rollout.step(at(0), fleet) == []
-    assert {n: rollout.node(n).reason for n in "abc"} == {"a": "offline", "b": "maintenance", "c": "outside_window"}
+    assert {n: rollout.node(n).reason for n in "abc"} == {
+        "a": "offline",
+        "b": "maintenance",
+        "c": "outside_maintenance_window",
+    }
     fleet["a"] = facts("a", "s1")
     assert dispatched(rollout.step(at(1), fleet)) == ["a"]
     assert dispatched(rollout.step(at(3600), fleet)) == ["c"]
@@ -240,11 +291,10 @@ def test_rollback_sends_rollback_to_committed_nodes_including_late_ones() -> Non
     rollout.step(at(0), fleet)
     commit(rollout, "n0-0", at(1))
     rollout.step(at(2), fleet)
-    rollout.on_report("n1-0", "installing", None, at(3))
+    rollout.on_report("n1-0", "restarting", None, at(3))
     actions = rollout.rollback(at(4), "ops@x")
     assert actions == [Aborted("rollback requested by ops@x", "ops@x"), Cancel("n2-0"), Rollback("n0-0")]
-    for state in ("restarting", "testing"):
-        rollout.on_report("n1-0", state, None, at(5))
+    rollout.on_report("n1-0", "testing", None, at(5))
     assert rollout.on_report("n1-0", "succeeded", None, at(5)) == [Rollback("n1-0")]
     rollout.on_report("n0-0", "rolled_back", "operator_rollback", at(6))
     assert rollout.node("n0-0").state is S.ROLLED_BACK
@@ -269,7 +319,7 @@ def test_a_succeeded_node_cannot_roll_back_unless_asked() -> None:
         rollout.on_report("n0-0", "rolled_back", None, at(2))
 
 
-@pytest.mark.parametrize("state", ["queued", "dispatched", "timed_out", "bogus"])
+@pytest.mark.parametrize("state", ["dispatched", "timed_out", "bogus", "rolled_back"])
 def test_states_a_node_cannot_report(state: str) -> None:
     fleet = fleet_of(1, 2)
     rollout = start(fleet)

@@ -138,10 +138,13 @@ class RolloutMachine(RuleBasedStateMachine):
         if result is IllegalReportError:
             assert self.rollout.node(node).state is current
         elif isinstance(result, list):
-            self.last_report[node] = state.value
             view = self.rollout.node(node)
-            assert view.state in (state, NodeState.QUEUED)  # a retried failure goes back to the queue
-            assert view.since == self.now
+            # applied; or a retry/take-back (queued); or an acknowledgement that changes nothing
+            assert view.state in (state, NodeState.QUEUED, current)
+            if view.state is state:
+                self.last_report[node] = state.value
+            if view.state is not current or state in IN_FLIGHT:  # a move, or a progress heartbeat
+                assert view.since == self.now
         self.after()
 
     @rule(data=st.data())

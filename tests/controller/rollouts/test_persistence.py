@@ -12,7 +12,7 @@ from tests.controller.rollouts.fleet import at, commit, fleet_of, start
 def script(rollout: Rollout, fleet: dict[str, Any]) -> list[list[Action]]:
     """The second half of a rollout: dispatches under the rate limit, reports, a retry, a pause, a timeout."""
     out = [rollout.step(at(30), fleet)]
-    out.append(rollout.on_report("n1-0", "failed", "download_error", at(31)))
+    out.append(rollout.on_report("n1-0", "failed", "download_failed", at(31)))
     out += [commit(rollout, "n2-0", at(32)), rollout.step(at(45), fleet), rollout.step(at(61), fleet)]
     out += [rollout.pause(at(62), "ops"), rollout.step(at(63), fleet), rollout.resume(at(64), "ops")]
     out += [rollout.step(at(t), fleet) for t in (120, 200, 400, 1000)]
