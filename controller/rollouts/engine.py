@@ -34,6 +34,8 @@ FORMAT = 1
 """Version of the :meth:`Rollout.to_dict` document."""
 
 S = NodeState
+_ROLLBACK_STEPS = frozenset({S.QUEUED, S.DEFERRED, S.RESTARTING, S.TESTING, S.FAILED})
+"""Reports of a committed node carrying out a Rollback before it reports ``rolled_back``."""
 
 
 def current_is_final(record: NodeRecord) -> bool:
@@ -145,6 +147,9 @@ class Rollout:
         record = self._book.records[i]
         if attempt is not None and attempt != record.attempt:
             return []
+        if self.phase is Phase.ROLLED_BACK and record.state is S.SUCCEEDED and state in _ROLLBACK_STEPS:
+            record.reason = f"rollback {NodeState(state).value}" + (f": {reason}" if reason else "")
+            return []  # the node is on its way back (or could not go back): it still runs the release
         reported = self._legal(record, state)
         if reported is None:  # the node acknowledges a Cancel of a command it no longer holds
             return []

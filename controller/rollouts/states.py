@@ -33,7 +33,9 @@ A report repeating the current state is a heartbeat: it resets the step timeout.
 report must not wedge a node); the only way back is ``testing`` → ``restarting``, the agent's next trial start.
 Reports after ``timed_out`` or ``cancelled`` are accepted because the node's word is the truth about what it runs; a
 ``cancelled`` report from a node the engine already took back (queued, deferred by the controller) is an
-acknowledgement and changes nothing; ``queued`` from a ``dispatched`` node is its acceptance, a heartbeat.
+acknowledgement and changes nothing; ``queued`` from a ``dispatched`` node is its acceptance, a heartbeat. After an
+operator rollback a committed node stays ``succeeded`` (its progress back is noted in ``reason``) until it reports
+``rolled_back``.
 """
 
 from enum import StrEnum

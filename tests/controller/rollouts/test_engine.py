@@ -296,7 +296,9 @@ def test_rollback_sends_rollback_to_committed_nodes_including_late_ones() -> Non
     assert actions == [Aborted("rollback requested by ops@x", "ops@x"), Cancel("n2-0"), Rollback("n0-0")]
     rollout.on_report("n1-0", "testing", None, at(5))
     assert rollout.on_report("n1-0", "succeeded", None, at(5)) == [Rollback("n1-0")]
-    rollout.on_report("n0-0", "rolled_back", "operator_rollback", at(6))
+    assert rollout.on_report("n0-0", "testing", None, at(6)) == []  # the agent reports its way back as testing
+    assert (rollout.node("n0-0").state, rollout.node("n0-0").reason) == (S.SUCCEEDED, "rollback testing")
+    rollout.on_report("n0-0", "rolled_back", "requested", at(6))
     assert rollout.node("n0-0").state is S.ROLLED_BACK
     with pytest.raises(PhaseError):
         rollout.rollback(at(7), "ops@x")
