@@ -16,6 +16,7 @@ from controller.settings import (
     OperatorKeySettings,
     RevokeKeySettings,
 )
+from schemas.broker import redact_url
 from schemas.cli import Command, parse_command_name, run_command
 
 
@@ -27,9 +28,16 @@ def _run_controller(settings: BaseSettings) -> int:
 
 
 def _issue_key(settings: BaseSettings) -> int:
+    from controller.notify.targets import WebhookTargetError, check_webhook_url  # noqa: PLC0415
     from controller.store.reservations import ReservationStore  # noqa: PLC0415
 
     assert isinstance(settings, KeySettings)
+    if settings.webhook_url:
+        try:
+            check_webhook_url(settings.webhook_url, allow_private=settings.webhook_allow_private)
+        except WebhookTargetError as exc:
+            print(f"lockerfleet keys: --webhook-url refused, no key issued: {exc}", file=sys.stderr)
+            return 2
     store = ReservationStore(settings.store_url())
     try:
         token = store.create_api_key(settings.partner, set(settings.sites), datetime.now(UTC))
@@ -37,7 +45,7 @@ def _issue_key(settings: BaseSettings) -> int:
         print(token)
         if settings.webhook_url:
             secret = store.set_webhook(settings.partner, settings.webhook_url)
-            print(f"webhook {settings.webhook_url}; signing secret (verify Lockerfleet-Signature with it):")
+            print(f"webhook {redact_url(settings.webhook_url)}; signing secret (verify Lockerfleet-Signature with it):")
             print(secret)
     finally:
         store.close()

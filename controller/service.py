@@ -85,7 +85,9 @@ class Controller:
         """Nodes an operator keeps out of the reservation pool (read on every decision, so kept in memory)."""
         self.metrics.nodes_in_maintenance.set_function(lambda: len(self.maintenance))
         self._code_secret = self.reservation_store.code_secret()
-        self.webhooks = WebhookSender(self.reservation_store, self.metrics, clock=clock)
+        self.webhooks = WebhookSender(
+            self.reservation_store, self.metrics, clock=clock, allow_private=settings.webhook_allow_private
+        )
         self.reservations = Reservations(
             self.reservation_store,
             self.fleet,

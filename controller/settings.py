@@ -82,6 +82,11 @@ class ControllerSettings(BrokerSettings, BaseSettings):
     dead_letter_max_bytes: int = Field(
         default=4096, ge=0, le=65536, description="Bytes of a refused payload kept in the dead_letter measurement."
     )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Deliver webhooks to loopback, private, link-local and multicast addresses too (refused by "
+        "default: a webhook URL must not reach into the controller's own network).",
+    )
 
 
 class DemoSettings(BaseSettings):
@@ -116,6 +121,9 @@ class KeySettings(StoreLocation, BaseSettings):
     partner: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="The courier partner.")
     sites: list[str] = Field(min_length=1, description='Sites the key may reserve at, e.g. \'["centre","north"]\'.')
     webhook_url: str | None = Field(default=None, description="Where the partner receives signed reservation events.")
+    webhook_allow_private: bool = Field(
+        default=False, description="Accept a --webhook-url on a loopback, private, link-local or multicast address."
+    )
 
 
 class OperatorKeySettings(StoreLocation, BaseSettings):

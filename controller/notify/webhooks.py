@@ -3,6 +3,10 @@
 Every POST carries ``Lockerfleet-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` with the
 partner's webhook secret, and ``Lockerfleet-Event-Id``; a partner checks the signature and the age of ``t``, and
 treats the event id as idempotent (a retry after a lost answer delivers the same event again).
+
+Before every POST the target is checked again (:mod:`controller.notify.targets`): a URL whose host resolves to a
+loopback, private, link-local or multicast address gets no request, unless the controller allows private targets.
+Redirects are not followed. URLs are logged with their credentials masked.
 """
 
 import hashlib
@@ -16,7 +20,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from controller.metrics import Metrics
+from controller.notify.targets import WebhookTargetError, check_webhook_url
 from controller.store.reservations import ReservationStore
+from schemas.broker import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +63,14 @@ class WebhookSender:
         poll_s: float = 0.5,
         timeout_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
+        allow_private: bool = False,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._poll_s = poll_s
-        self._http = httpx.Client(timeout=timeout_s, transport=transport)
+        self._allow_private = allow_private
+        self._http = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
         self._stop = threading.Event()
         self._rng = random.Random()
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
@@ -95,8 +103,11 @@ class WebhookSender:
                 "Lockerfleet-Event-Id": event_id,
             }
             try:
+                check_webhook_url(url, allow_private=self._allow_private)  # DNS may have changed since registration
                 response = self._http.post(url, content=payload, headers=headers)
                 error = None if response.is_success else f"HTTP {response.status_code}"
+            except WebhookTargetError as exc:
+                error = f"not sent: {exc}"
             except httpx.HTTPError as exc:
                 error = repr(exc)
             if error is None:
@@ -110,7 +121,7 @@ class WebhookSender:
             log.warning(
                 "webhook failed partner=%s url=%s attempt=%d error=%s action=%s",
                 partner,
-                url,
+                redact_url(url),
                 attempts + 1,
                 error,
                 f"retrying at {retry_at.isoformat()}" if retry_at else "given up: check the partner's endpoint",

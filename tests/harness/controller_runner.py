@@ -28,7 +28,7 @@ class ControllerThread:
             influx_db=influx_db,
             store_path=store_path,
             http_port=free_port(),
-            **settings,
+            **({"webhook_allow_private": True} | settings),  # the tests' webhook receivers listen on 127.0.0.1
         )
         self.controller = Controller(self.settings)
         self.operator_key = self.controller.operators.create_key("tests", datetime.now(UTC))
