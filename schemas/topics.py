@@ -59,7 +59,7 @@ class NodeTopic:
 
 def check_node_id(node_id: str) -> str:
     """Return ``node_id`` if it can fill one topic level, else raise :class:`TopicError`."""
-    if not _NODE_ID.match(node_id):
+    if not _NODE_ID.fullmatch(node_id):  # fullmatch: `$` would accept a trailing newline
         raise TopicError(
             f"invalid node id {node_id!r}: use 1-64 characters from A-Z a-z 0-9 _ . - "
             "starting with a letter or digit (no '/', '+', '#', spaces or empty)"

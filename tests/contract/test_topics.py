@@ -40,11 +40,21 @@ def test_named_bad_node_ids(bad: str) -> None:
         "lockers/v1/n1/telemetry/extra",
         "x/v1/n1/status",
         "lockers/v1/n1/nope",
+        "lockers/v1/n1/telemetry\n",
+        "lockers/v1/n1\n/telemetry",
     ],
 )
 def test_parse_refuses_topics_outside_the_grammar(bad: str) -> None:
     with pytest.raises(TopicError):
         parse_topic(bad)
+
+
+@pytest.mark.parametrize("bad", ["node-1\n", "node-1\r\n", "\nnode-1"])
+def test_a_node_id_with_a_newline_fills_no_topic_level(bad: str) -> None:
+    with pytest.raises(TopicError, match="invalid node id"):
+        check_node_id(bad)
+    with pytest.raises(TopicError):
+        topic(bad, Channel.TELEMETRY)
 
 
 def test_every_channel_lives_under_the_node_subtree() -> None:
