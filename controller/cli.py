@@ -14,6 +14,7 @@ from controller.settings import (
     DemoSettings,
     KeySettings,
     OperatorKeySettings,
+    OperatorWebhookSettings,
     RevokeKeySettings,
 )
 from schemas.broker import redact_url
@@ -62,6 +63,39 @@ def _issue_operator_key(settings: BaseSettings) -> int:
     return 0
 
 
+def _operator_webhook(settings: BaseSettings) -> int:
+    from controller.notify.targets import WebhookTargetError, check_webhook_url  # noqa: PLC0415
+    from controller.store.alerts import AlertStore  # noqa: PLC0415
+    from controller.store.reservations import ReservationStore  # noqa: PLC0415
+
+    assert isinstance(settings, OperatorWebhookSettings)
+    if settings.url is not None:
+        try:
+            check_webhook_url(settings.url, allow_private=settings.webhook_allow_private)
+        except WebhookTargetError as exc:
+            print(f"lockerfleet operator-webhook: --url refused, nothing registered: {exc}", file=sys.stderr)
+            return 2
+    store = ReservationStore(settings.store_url())
+    try:
+        alerts = AlertStore(store)
+        if settings.remove:
+            if alerts.remove_operator_webhook(settings.name):
+                print(f"operator webhook {settings.name} removed; alerts are no longer sent to it")
+                return 0
+            print(f"no operator webhook {settings.name} in {settings.store_url()}", file=sys.stderr)
+            return 1
+        if settings.url is None:
+            print("lockerfleet operator-webhook: give --url (or --remove with --name)", file=sys.stderr)
+            return 2
+        secret = alerts.set_operator_webhook(settings.name, settings.url)
+    finally:
+        store.close()
+    print(f"operator webhook {settings.name}: {settings.url} receives every alert notification from now on;")
+    print("signing secret (verify Lockerfleet-Signature with it), shown once:")
+    print(secret)
+    return 0
+
+
 def _revoke_key(settings: BaseSettings) -> int:
     from controller.store.operators import OperatorStore  # noqa: PLC0415
     from controller.store.reservations import ReservationStore  # noqa: PLC0415
@@ -97,6 +131,12 @@ COMMANDS: dict[str, Command] = {
         "issue an operator's API key (fleet state, maintenance, direct opens)",
         OperatorKeySettings,
         _issue_operator_key,
+        ("controller",),
+    ),
+    "operator-webhook": Command(
+        "send signed alert notifications to an operator endpoint",
+        OperatorWebhookSettings,
+        _operator_webhook,
         ("controller",),
     ),
     "revoke-key": Command(

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from controller.alerting.runtime import Alerting
 from controller.commands.opens import Opens
 from controller.commands.service import Commands
 from controller.fleet.registry import Fleet, NodeState
@@ -88,6 +89,16 @@ class Controller:
         self.webhooks = WebhookSender(
             self.reservation_store, self.metrics, clock=clock, allow_private=settings.webhook_allow_private
         )
+        self.alerts = Alerting(
+            settings,
+            self.reservation_store,
+            self.command_link,
+            self.pipeline.submit,
+            self.metrics.registry,
+            clock=clock,
+            in_maintenance=self.maintenance.__contains__,
+        )
+        self.alerts.register(self.fleet.records(), self.maintenance)
         self.reservations = Reservations(
             self.reservation_store,
             self.fleet,
@@ -120,6 +131,7 @@ class Controller:
             on_result=self.commands.on_result,
             on_ledger=self.reservations.on_ledger_event,
             on_birth=self._provision,
+            observe=self.alerts.observe,
             clock=clock,
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
         )
@@ -130,6 +142,7 @@ class Controller:
         self.pipeline.start()
         self.webhooks.start()
         self.command_link.start()
+        self.alerts.start()
         self.link.start()
         log.info(
             "controller running mqtt=%s influx=%s db=%s store=%s nodes_known=%d",
@@ -143,6 +156,7 @@ class Controller:
     def stop(self) -> None:
         """Disconnect, write what is buffered, close the store."""
         self.link.stop()
+        self.alerts.stop()
         self.command_link.stop()
         self.webhooks.stop()
         self.pipeline.stop()
@@ -163,6 +177,7 @@ class Controller:
         maintenance = Maintenance(reason, datetime.fromtimestamp(self.clock(), UTC), operator)
         self.operators.set_maintenance(node_id, maintenance)
         self.maintenance[node_id] = maintenance
+        self.alerts.set_maintenance(node_id, True)
         self.pipeline.submit([maintenance_line(node_id, "start", operator, reason, time.time_ns())])
         log.warning(
             "node under maintenance node=%s operator=%s reason=%r "
@@ -178,6 +193,7 @@ class Controller:
         """Return ``node_id`` to the reservation pool (waiting requests may get it); False if it was not out."""
         cleared = self.operators.clear_maintenance(node_id)
         ended = self.maintenance.pop(node_id, None)
+        self.alerts.set_maintenance(node_id, False)
         if ended is not None or cleared:
             log.info("node back in service node=%s operator=%s", node_id, operator)
             reason = ended.reason if ended is not None else ""

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from pydantic import AnyUrl, BaseModel, Field, SecretStr
+from pydantic import AnyUrl, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.broker import BrokerSettings
@@ -87,6 +87,22 @@ class ControllerSettings(BrokerSettings, BaseSettings):
         description="Deliver webhooks to loopback, private, link-local and multicast addresses too (refused by "
         "default: a webhook URL must not reach into the controller's own network).",
     )
+    alert_rules_file: Path | None = Field(
+        default=None,
+        description="Alert rules (TOML) overriding the built-in defaults for the fleet and per site "
+        "(controller/alerts/rules.example.toml); a bad file stops the controller at start, naming rule and field.",
+    )
+    alert_eval_s: float = Field(
+        default=15.0, gt=0, le=3600, description="Evaluate every alert rule for every node this often (and on data)."
+    )
+
+    @field_validator("alert_rules_file")
+    @classmethod
+    def _alert_rules_valid(cls, path: Path | None) -> Path | None:
+        from controller.alerting.rules import load_rules  # noqa: PLC0415 - admin commands never parse rules
+
+        load_rules(path)  # RulesFileError is a ValueError: the settings error names the file, rule and field
+        return path
 
 
 class DemoSettings(BaseSettings):
@@ -144,6 +160,27 @@ class RevokeKeySettings(StoreLocation, BaseSettings):
     key_id: str = Field(
         pattern=r"^[0-9a-f]{16}$",
         description="The key's id: the 16 hex digits after lf_ or lfop_ in the token (never send the whole token).",
+    )
+
+
+class OperatorWebhookSettings(StoreLocation, BaseSettings):
+    """Settings of ``lockerfleet operator-webhook``: where the controller sends signed alert notifications."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+    url: str | None = Field(
+        default=None, pattern=r"^https?://", description="The endpoint's URL (required unless --remove)."
+    )
+    name: str = Field(
+        default="default",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,54}$",
+        description="Names the endpoint (several may be set).",
+    )
+    remove: bool = Field(default=False, description="Stop sending to the endpoint --name.")
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Accept a --url on a loopback, private, link-local or multicast address (the controller "
+        "delivers there only with its own --webhook-allow-private).",
     )
 
 

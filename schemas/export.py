@@ -7,33 +7,42 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from pydantic import TypeAdapter
 
+from schemas.alert import AlertNotice
 from schemas.codec import ADAPTERS
 from schemas.topics import Channel
 
 JSON_DIR: Final = Path(__file__).with_name("json")
 
+ALERT: Final = "alert"
+"""Name of the controller's alert channel (``lockerfleet/v1/alerts/<site>``) among the schema files."""
 
-def schema_file(channel: Channel) -> Path:
+SCHEMAS: Final[dict[str, TypeAdapter[Any]]] = {
+    **{c.value: ADAPTERS[c] for c in Channel},
+    ALERT: TypeAdapter(AlertNotice),
+}
+"""Every message's schema by file name: the node channels' and the alert channel's."""
+
+
+def schema_file(name: Channel | str) -> Path:
     """Path of the committed JSON Schema of one channel's message."""
-    return JSON_DIR / f"{channel.value}.schema.json"
+    return JSON_DIR / f"{name}.schema.json"
 
 
-def render(channel: Channel) -> str:
+def render(name: Channel | str) -> str:
     """JSON Schema text of one channel's message, as committed."""
-    adapter: TypeAdapter[object] = ADAPTERS[channel]  # type: ignore[assignment]
-    schema = adapter.json_schema(mode="validation")
+    schema = SCHEMAS[str(name)].json_schema(mode="validation")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = f"https://lockerfleet.dev/schemas/v1/{channel.value}.schema.json"
+    schema["$id"] = f"https://lockerfleet.dev/schemas/v1/{name}.schema.json"
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
 def drifted() -> list[Path]:
     """Committed schema files that differ from what the models generate."""
-    return [schema_file(c) for c in Channel if not schema_file(c).exists() or schema_file(c).read_text() != render(c)]
+    return [schema_file(n) for n in SCHEMAS if not schema_file(n).exists() or schema_file(n).read_text() != render(n)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,8 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path} is out of date: run `python -m schemas.export`", file=sys.stderr)
         return 1 if stale else 0
     JSON_DIR.mkdir(exist_ok=True)
-    for channel in Channel:
-        schema_file(channel).write_text(render(channel))
+    for name in SCHEMAS:
+        schema_file(name).write_text(render(name))
     return 0
 
 

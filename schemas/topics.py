@@ -1,7 +1,8 @@
 """The topic grammar: the only place that builds or parses an MQTT topic string.
 
 Every node's traffic lives under ``lockers/v1/<node>/``, one level per node, so a broker ACL such as
-``pattern readwrite lockers/v1/%u/#`` confines a node to its own subtree.
+``pattern readwrite lockers/v1/%u/#`` confines a node to its own subtree. The controller's alert notifications
+live under their own root, ``lockerfleet/v1/alerts/<site>``, which no locker may write.
 """
 
 import re
@@ -14,6 +15,9 @@ from schemas.errors import TopicError
 from schemas.types import NODE_ID_PATTERN
 
 ROOT: Final = "lockers/v1"
+ALERTS_ROOT: Final = "lockerfleet/v1/alerts"
+FLEET_SCOPE: Final = "_fleet"
+"""The alert topic level of alerts without a site (fleet-wide, or a node with no site); no site id starts with _."""
 _NODE_ID = re.compile(NODE_ID_PATTERN)
 
 
@@ -97,3 +101,20 @@ def parse_topic(value: str) -> NodeTopic:
         known = ", ".join(c.value for c in Channel)
         raise TopicError(f"topic {value!r} has unknown channel {parts[3]!r}; known: {known}") from None
     return NodeTopic(check_node_id(parts[2]), channel)
+
+
+def alert_topic(site_id: str | None) -> str:
+    """Topic of the alert notifications about one site's nodes, e.g. ``lockerfleet/v1/alerts/centre``.
+
+    Alerts without a site go to ``lockerfleet/v1/alerts/_fleet``; subscribe to ``lockerfleet/v1/alerts/#`` for all.
+    """
+    if site_id is None:
+        return f"{ALERTS_ROOT}/{FLEET_SCOPE}"
+    if not _NODE_ID.fullmatch(site_id):  # site ids follow the node id grammar (schemas.types.SiteId)
+        raise TopicError(f"invalid site id {site_id!r}: one topic level of A-Z a-z 0-9 _ . -")
+    return f"{ALERTS_ROOT}/{site_id}"
+
+
+def alerts_filter() -> str:
+    """Filter for every alert notification."""
+    return f"{ALERTS_ROOT}/#"

@@ -5,6 +5,7 @@ a courier partner's key gets 403. Couriers open through their reservations inste
 """
 
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path
@@ -26,14 +27,14 @@ _operator_bearer = HTTPBearer(
     auto_error=False, scheme_name="OperatorKey", description="An operator's API key: `Authorization: Bearer lfop_…`."
 )
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-_AUTH_ERRORS: dict[int | str, dict[str, object]] = {
+AUTH_ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": ApiError, "description": "No operator key, or an unknown or revoked one."},
     403: {"model": ApiError, "description": "A courier partner's key: partners open through their reservations."},
 }
 
 
-def nodes_router(controller: Controller) -> APIRouter:
-    """The ``/v1/nodes`` routes bound to ``controller``."""
+def operator_auth(controller: Controller) -> Callable[..., OperatorKey]:
+    """The dependency every operator route takes: the caller's operator key, or 401 / 403."""
 
     def operator(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_operator_bearer)]) -> OperatorKey:
         if credentials is None:
@@ -42,10 +43,16 @@ def nodes_router(controller: Controller) -> APIRouter:
         if key is not None:
             return key
         if controller.reservation_store.authenticate(credentials.credentials) is not None:
-            raise HTTPException(403, "a courier partner key cannot use the node API; open through /v1/reservations")
+            raise HTTPException(403, "a courier partner key cannot use the operator API; open through /v1/reservations")
         raise HTTPException(401, "unknown or revoked operator key", _CHALLENGE)
 
-    router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=_AUTH_ERRORS)
+    return operator
+
+
+def nodes_router(controller: Controller) -> APIRouter:
+    """The ``/v1/nodes`` routes bound to ``controller``."""
+    operator = operator_auth(controller)
+    router = APIRouter(prefix="/v1/nodes", tags=["nodes"], responses=AUTH_ERRORS)
 
     @router.get("")
     def list_nodes(_key: Annotated[OperatorKey, Depends(operator)], state: NodeState | None = None) -> list[NodeView]:

@@ -5,9 +5,11 @@ stamped with the device timestamp, so a redelivered message overwrites its earli
 a row.
 """
 
+import math
 from datetime import UTC, datetime
 
 from schemas import CommandResult, DoorEvent, DoorState, KeypadEvent, LedgerEvent, LockState, Telemetry
+from schemas.alert import AlertNotice
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 
@@ -134,3 +136,29 @@ def reservation_line(site: str, answer: str, latency_ms: float, reservation_id: 
         f"reservation,site={tag(site)},answer={tag(answer)} latency_ms={latency_ms},"
         f"reservation_id={string_field(reservation_id)} {when_ns}"
     )
+
+
+def alert_line(a: AlertNotice) -> str:
+    """One ``alert`` point per announcement, stamped with its decision time (a redelivery overwrites it).
+
+    Tags: rule, severity, transition and, where the alert has them, site, node and compartment; the alert id,
+    episode, count and the times to acknowledge / resolve (seconds from firing, where known) are fields.
+    """
+    tags = [f"rule={tag(a.rule)}", f"severity={a.severity}", f"transition={a.transition}"]
+    tags += [
+        f"{k}={tag(v)}" for k, v in (("site", a.site_id), ("node", a.node_id), ("compartment", a.compartment)) if v
+    ]
+    fields = [
+        f"alert_id={string_field(a.alert_id)}",
+        f"episode={a.episode}i",
+        f"count={a.count}i",
+        f"summary={string_field(a.summary)}",
+    ]
+    for name, number in (
+        ("value", a.value),
+        ("time_to_ack_s", a.time_to_ack_s),
+        ("time_to_resolve_s", a.time_to_resolve_s),
+    ):
+        if number is not None and math.isfinite(number):
+            fields.append(f"{name}={float(number)}")
+    return f"alert,{','.join(tags)} {','.join(fields)} {ns(a.at)}"

@@ -31,6 +31,7 @@ from schemas import (
     DoorEvent,
     KeypadEvent,
     LedgerEvent,
+    Message,
     PayloadError,
     RejectReason,
     StatusBirth,
@@ -65,6 +66,7 @@ class Ingest:
         on_result: Callable[[CommandResult], None],
         on_ledger: Callable[[LedgerEvent], None] = lambda _e: None,
         on_birth: Callable[[StatusBirth], None] = lambda _b: None,
+        observe: Callable[[Message, float], None] = lambda _m, _t: None,
         clock: Callable[[], float] = time.time,
         dead_letter_max_bytes: int = 4096,
     ) -> None:
@@ -75,6 +77,7 @@ class Ingest:
         self._on_result = on_result
         self._on_ledger = on_ledger
         self._on_birth = on_birth
+        self._observe = observe
         self._clock = clock
         self._dead_letter_max_bytes = dead_letter_max_bytes
         self._throttle = Throttle(60.0)
@@ -95,6 +98,7 @@ class Ingest:
             record = self.fleet.apply_status(message, now)
             if record is not None:
                 self._store.save(record)
+                self._observe(message, now)
                 if isinstance(message, StatusBirth):
                     self._on_birth(message)
             self._ingested[channel].inc()
@@ -112,6 +116,7 @@ class Ingest:
             self._duplicates[channel].inc()
             return Handled(NO_LINES)
         self._ingested[channel].inc()
+        self._observe(message, now)
         if isinstance(message, Telemetry):
             self.fleet.seen(message.node_id, now, message)
             return Handled([telemetry_line(message)], key)

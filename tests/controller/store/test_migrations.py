@@ -10,6 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from controller.store import alerts as alert_store
 from controller.store import fleet as fleet_store
 from controller.store import migrations
 from controller.store import operators as operator_store
@@ -24,7 +25,7 @@ HEAD = ScriptDirectory(str(Path(migrations.__file__).parent)).get_current_head()
 def models() -> sa.MetaData:
     """Every table of the store as the code defines it, in one MetaData."""
     combined = sa.MetaData()
-    for metadata in (reservation_store.METADATA, operator_store.METADATA, fleet_store.METADATA):
+    for metadata in (reservation_store.METADATA, operator_store.METADATA, fleet_store.METADATA, alert_store.METADATA):
         for table in metadata.tables.values():
             table.to_metadata(combined)
     return combined

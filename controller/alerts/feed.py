@@ -1,0 +1,100 @@
+"""Contract messages to alert inputs, and inputs to the monitor: the pure half of the controller's alert adapter.
+
+:func:`inputs_of` runs on the ingest thread (a few attribute reads per message); :func:`apply` runs on the alert
+thread. A birth says where the node stands (its site) and that it is online; a last will that it is offline.
+"""
+
+from collections.abc import Callable
+from typing import TypeAlias
+
+from controller.alerts.inputs import (
+    CompartmentReading,
+    DoorEdge,
+    DoorOutcome,
+    KeypadLockout,
+    Liveness,
+    NodeInfo,
+    TelemetrySample,
+)
+from controller.alerts.model import Notification
+from controller.alerts.monitor import AlertMonitor
+from schemas import (
+    CommandResult,
+    DoorEvent,
+    DoorState,
+    KeypadEvent,
+    LockState,
+    Message,
+    NoCause,
+    StatusBirth,
+    StatusDeath,
+    Telemetry,
+)
+
+AlertInput: TypeAlias = TelemetrySample | DoorEdge | DoorOutcome | KeypadLockout | Liveness | NodeInfo
+"""Anything the monitor is fed with."""
+
+
+def inputs_of(message: Message, now: float, in_maintenance: Callable[[str], bool]) -> tuple[AlertInput, ...]:
+    """The alert inputs a message carries (none for messages the rules don't read)."""
+    if isinstance(message, Telemetry):
+        return (telemetry_sample(message, now),)
+    if isinstance(message, StatusBirth):
+        info = NodeInfo(message.node_id, message.site, in_maintenance(message.node_id))
+        return info, Liveness(message.node_id, online=True)
+    if isinstance(message, StatusDeath):
+        return (Liveness(message.node_id, online=False),)
+    event = _event_input(message)
+    return () if event is None else (event,)
+
+
+def _event_input(message: Message) -> DoorEdge | DoorOutcome | KeypadLockout | None:
+    if isinstance(message, DoorEvent):
+        opened = message.action == "opened"
+        uncommanded = opened and isinstance(message.cause, NoCause)
+        return DoorEdge(message.node_id, message.compartment, message.ts.timestamp(), opened, uncommanded)
+    if isinstance(message, CommandResult) and message.outcome is not None:
+        outcome = message.outcome
+        at = message.ts.timestamp()
+        return DoorOutcome(message.node_id, outcome.compartment, at, outcome.result.value, outcome.switch_latency_ms)
+    if isinstance(message, KeypadEvent):
+        locked_until = message.locked_until.timestamp()
+        return KeypadLockout(message.node_id, message.ts.timestamp(), locked_until, message.wrong_attempts)
+    return None
+
+
+def telemetry_sample(t: Telemetry, received_at: float, site_id: str | None = None) -> TelemetrySample:
+    """The rules' view of one telemetry message."""
+    b = t.battery
+    return TelemetrySample(
+        node_id=t.node_id,
+        ts=t.ts.timestamp(),
+        received_at=received_at,
+        soc_pct=b.soc_pct,
+        charging=b.charging,
+        power_source=b.power_source.value,
+        cycle_count=b.cycle_count,
+        temp_c=t.enclosure_temp_c,
+        outbox_dropped=t.outbox_dropped,
+        replayed=t.replayed,
+        site_id=site_id,
+        compartments=tuple(
+            CompartmentReading(c.id, c.door is DoorState.OPEN, c.lock is LockState.LOCKED) for c in t.compartments
+        ),
+    )
+
+
+def apply(monitor: AlertMonitor, item: AlertInput, now: float) -> list[Notification]:
+    """Feed one input to the monitor; returns what to announce."""
+    if isinstance(item, TelemetrySample):
+        return monitor.on_telemetry(item, now)
+    if isinstance(item, DoorEdge):
+        return monitor.on_door_edge(item, now)
+    if isinstance(item, DoorOutcome):
+        return monitor.on_door_outcome(item, now)
+    if isinstance(item, KeypadLockout):
+        return monitor.on_keypad_lockout(item, now)
+    if isinstance(item, Liveness):
+        return monitor.on_liveness(item, now)
+    monitor.set_node(item, now)
+    return []

@@ -1,0 +1,41 @@
+"""Contract messages become the alert rules' inputs: what each message tells the rules, and nothing for the rest."""
+
+from controller.alerts import DoorEdge, DoorOutcome, KeypadLockout, Liveness, NodeInfo, TelemetrySample
+from controller.alerts.feed import inputs_of
+from schemas import NoCause
+from tests import samples
+
+T0 = samples.T0.timestamp()
+
+
+def test_telemetry_carries_battery_temperature_outbox_and_compartments() -> None:
+    [sample] = inputs_of(samples.telemetry("n1", soc=42.0), 5.0, lambda _n: False)
+    assert isinstance(sample, TelemetrySample)
+    assert (sample.node_id, sample.ts, sample.received_at, sample.soc_pct) == ("n1", T0, 5.0, 42.0)
+    assert (sample.charging, sample.power_source, sample.cycle_count, sample.temp_c) == (False, "battery", 41, 21.25)
+    assert [(c.compartment, c.door_open, c.locked) for c in sample.compartments] == [
+        ("A1", False, True),
+        ("B1", True, False),
+    ]
+
+
+def test_door_edges_are_uncommanded_only_when_nothing_caused_an_opening() -> None:
+    commanded = samples.door_event("n1")
+    assert inputs_of(commanded, 0.0, lambda _n: False) == (DoorEdge("n1", "A1", T0, True, False),)
+    intruder = commanded.model_copy(update={"cause": NoCause()})
+    assert inputs_of(intruder, 0.0, lambda _n: False) == (DoorEdge("n1", "A1", T0, True, True),)
+    closed = intruder.model_copy(update={"action": "closed"})
+    assert inputs_of(closed, 0.0, lambda _n: False) == (DoorEdge("n1", "A1", T0, False, False),)
+
+
+def test_results_with_a_door_outcome_and_keypad_lockouts() -> None:
+    assert inputs_of(samples.open_result("n1"), 0.0, lambda _n: False) == (DoorOutcome("n1", "A1", T0, "opened", 180),)
+    [lockout] = inputs_of(samples.keypad_event("n1"), 0.0, lambda _n: False)
+    assert lockout == KeypadLockout("n1", T0, T0 + 900, 10)
+    assert inputs_of(samples.ledger_event("n1"), 0.0, lambda _n: False) == ()
+
+
+def test_a_birth_registers_site_and_maintenance_and_a_will_says_offline() -> None:
+    birth = samples.birth("n1").model_copy(update={"site": "centre"})
+    assert inputs_of(birth, 0.0, {"n1"}.__contains__) == (NodeInfo("n1", "centre", True), Liveness("n1", True))
+    assert inputs_of(samples.death("n1"), 0.0, lambda _n: False) == (Liveness("n1", False),)
