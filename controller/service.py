@@ -87,7 +87,11 @@ class Controller:
         self.metrics.nodes_in_maintenance.set_function(lambda: len(self.maintenance))
         self._code_secret = self.reservation_store.code_secret()
         self.webhooks = WebhookSender(
-            self.reservation_store, self.metrics, clock=clock, allow_private=settings.webhook_allow_private
+            self.reservation_store,
+            self.metrics,
+            clock=clock,
+            allow_private=settings.webhook_allow_private,
+            complete=lambda event: self.reservations.event_with_codes(event),  # noqa: PLW0108 - built below
         )
         self.alerts = Alerting(
             settings,

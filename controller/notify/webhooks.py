@@ -7,15 +7,19 @@ treats the event id as idempotent (a retry after a lost answer delivers the same
 Before every POST the target is checked again (:mod:`controller.notify.targets`): a URL whose host resolves to a
 loopback, private, link-local or multicast address gets no request, unless the controller allows private targets.
 Redirects are not followed. URLs are logged with their credentials masked.
+
+Queued events are stored without the codes they carry; ``complete`` puts them back just before each POST.
 """
 
 import hashlib
 import hmac
+import json
 import logging
 import random
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -64,12 +68,14 @@ class WebhookSender:
         timeout_s: float = 5.0,
         transport: httpx.BaseTransport | None = None,
         allow_private: bool = False,
+        complete: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
         self._store = store
         self._metrics = metrics
         self._clock = clock
         self._poll_s = poll_s
         self._allow_private = allow_private
+        self._complete = complete
         self._http = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
         self._stop = threading.Event()
         self._rng = random.Random()
@@ -96,7 +102,7 @@ class WebhookSender:
                 self._store.webhook_failed(delivery_id, "no webhook registered for the partner", None)
                 continue
             url, secret = target
-            payload = body.encode()
+            payload = body.encode() if self._complete is None else json.dumps(self._complete(json.loads(body))).encode()
             headers = {
                 "Content-Type": "application/json",
                 "Lockerfleet-Signature": sign(secret, int(self._clock()), payload),

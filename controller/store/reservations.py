@@ -388,11 +388,15 @@ class ReservationStore:
         return None if row is None else (row.webhook_url, row.webhook_secret)
 
     def enqueue_webhook(self, partner: str, event_id: str, body: dict[str, Any], now: datetime) -> None:
-        """Queue one event for delivery (durably, so a restart delivers it too)."""
+        """Queue one event for delivery (durably, so a restart delivers it too); its codes are not stored."""
         with self.engine.begin() as db:
             db.execute(
                 webhooks.insert().values(
-                    partner=partner, event_id=event_id, body=json.dumps(body), attempts=0, next_at=_utc(now)
+                    partner=partner,
+                    event_id=event_id,
+                    body=json.dumps(without_codes(body)),
+                    attempts=0,
+                    next_at=_utc(now),
                 )
             )
 

@@ -4,6 +4,7 @@ Whoever reads the files must not get what opens a locker: the files (with SQLite
 whatever the umask, and the idempotent answers keep no deposit or pickup code (a replay derives them again).
 """
 
+import json
 import logging
 import os
 import stat
@@ -11,17 +12,20 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from controller.commands.service import Commands
 from controller.fleet.registry import Fleet, NodeRecord
 from controller.metrics import Metrics
+from controller.notify.webhooks import WebhookSender
 from controller.reservations.contention import Policy, Site
 from controller.reservations.service import ReservationRequest, Reservations
 from controller.store.reservations import ReservationStore
-from schemas import CompartmentSize
+from schemas import CompartmentSize, LedgerEvent, LedgerTransition
 from tests import samples
+from tests.harness.webhook_receiver import WebhookReceiver
 
 
 @pytest.fixture
@@ -106,9 +110,8 @@ def reservations(tmp_path: Path) -> Iterator[Reservations]:
     store.close()
 
 
-def test_a_granted_reservation_leaves_no_code_in_the_store_files_and_a_replay_still_answers_it(
-    reservations: Reservations, tmp_path: Path
-) -> None:
+def grant(reservations: Reservations) -> dict[str, Any]:
+    """A reservation granted through the service, as its first answer."""
     request = ReservationRequest(
         site="centre",
         size=CompartmentSize.S,
@@ -119,13 +122,46 @@ def test_a_granted_reservation_leaves_no_code_in_the_store_files_and_a_replay_st
     assert key is not None
     granted = reservations.create(key, "idem-1", request)
     assert granted.status_code == 201, granted.body
-    code = granted.body["deposit_code"]
-    assert code
+    assert granted.body["deposit_code"]
+    assert reservations.create(key, "idem-1", request) == granted  # a replay answers the same, codes included
+    return granted.body
 
+
+def test_a_granted_reservation_leaves_no_code_in_the_store_files(reservations: Reservations, tmp_path: Path) -> None:
+    granted = grant(reservations)
     on_disk = raw_bytes(tmp_path / "store.sqlite3")
-    assert granted.body["reservation_id"].encode() in on_disk  # the search does find what is stored
-    assert code.encode() not in on_disk
+    assert granted["reservation_id"].encode() in on_disk  # the search does find what is stored
+    assert granted["deposit_code"].encode() not in on_disk
 
-    replayed = reservations.create(key, "idem-1", request)
-    assert replayed == granted  # the same answer, codes included
-    assert code.encode() not in raw_bytes(tmp_path / "store.sqlite3")
+
+def test_a_queued_webhook_keeps_no_code_and_delivers_it(reservations: Reservations, tmp_path: Path) -> None:
+    granted = grant(reservations)
+    receiver = WebhookReceiver()
+    reservations.store.set_webhook("parcelco", receiver.url)
+    held = LedgerEvent(
+        node_id="node-1",
+        boot_id=3,
+        seq=1,
+        ts=datetime.now(UTC),
+        compartment=granted["compartment"],
+        transition=LedgerTransition.HELD,
+        reservation_id=granted["reservation_id"],
+        via="command",
+    )
+    reservations.on_ledger_event(held)  # queues reservation.held, which carries the deposit code
+    assert granted["deposit_code"].encode() not in raw_bytes(tmp_path / "store.sqlite3")
+    sender = WebhookSender(
+        reservations.store,
+        reservations.metrics,
+        clock=time.time,
+        allow_private=True,
+        complete=reservations.event_with_codes,
+    )
+    try:
+        assert sender.deliver_due() == 1
+    finally:
+        sender.stop()
+        receiver.close()
+    [delivered] = [json.loads(r.body) for r in receiver.received]
+    assert delivered["type"] == "reservation.held"
+    assert delivered["reservation"]["deposit_code"] == granted["deposit_code"]
