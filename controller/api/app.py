@@ -1,6 +1,7 @@
 """The HTTP API: operators' ``/v1/nodes``, couriers' ``/v1/reservations``, ``/healthz`` and ``/metrics``.
 
-FastAPI; the OpenAPI document is at ``/openapi.json``.
+FastAPI; the OpenAPI document is at ``/openapi.json``, and ``/docs`` (Swagger UI) and ``/redoc`` load their scripts
+from the controller itself (fastapi-offline's copies), so they work on a control network with no internet.
 """
 
 import asyncio
@@ -9,16 +10,19 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.api import errors
-from controller.api.alerts import alerts_router
 from controller.api.guard import RequestGuard
 from controller.api.models import ApiError
 from controller.api.nodes import nodes_router
 from controller.api.reservations import reservations_router
 from controller.commands.rate_limit import KeyedLimits
 from controller.service import Controller
+
+DOCS_ASSETS = "/docs-assets"
+"""Where the docs pages' scripts and styles are served from."""
 
 
 def create_app(controller: Controller) -> FastAPI:
@@ -34,7 +38,9 @@ def create_app(controller: Controller) -> FastAPI:
             snapshots.cancel()
             await asyncio.to_thread(controller.stop)
 
-    app = FastAPI(
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
+        swagger_ui_parameters={"validatorUrl": None},  # no call to an online validator either
         title="lockerfleet controller",
         summary="Fleet state and courier opens for smart parcel lockers.",
         version="1",
@@ -79,6 +85,5 @@ def create_app(controller: Controller) -> FastAPI:
         return Response(generate_latest(controller.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(nodes_router(controller))
-    app.include_router(alerts_router(controller))
 
     return app

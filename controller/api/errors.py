@@ -1,6 +1,7 @@
 """Domain errors and refusals mapped to HTTP answers (every 4xx/5xx body is an :class:`ApiError`)."""
 
 import math
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -9,6 +10,7 @@ from fastapi.responses import JSONResponse
 from controller.api.models import ApiError
 from controller.commands.opens import OpenRefusedError, Refusal
 from controller.commands.rate_limit import RateLimitedError
+from controller.reservations.cancel import NotCancellableError
 
 OPEN_STATUS = {
     Refusal.UNKNOWN_NODE: 404,
@@ -39,6 +41,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(OpenRefusedError, _open_refused)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(RateLimitedError, _rate_limited)
+    app.add_exception_handler(NotCancellableError, _not_cancellable)
 
 
 def _retry_after(seconds: float) -> dict[str, str]:
@@ -58,7 +61,27 @@ async def _rate_limited(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=429, headers=_retry_after(exc.retry_after_s))
 
 
+async def _not_cancellable(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, NotCancellableError)
+    return JSONResponse(ApiError(detail=str(exc)).model_dump(exclude_none=True), status_code=409)
+
+
 async def _invalid_request(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    unreadable = next((e for e in exc.errors() if e["type"] == "json_invalid"), None)
+    if unreadable is not None:
+        detail = f"request body is not valid JSON: {_json_problem(unreadable, exc.body)}"
+        return JSONResponse(ApiError(detail=detail).model_dump(exclude_none=True), status_code=400)
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     return JSONResponse(ApiError(detail=f"invalid request: {problems}").model_dump(exclude_none=True), status_code=422)
+
+
+def _json_problem(error: Any, body: object) -> str:
+    """``Expecting value at line 1, column 9`` from FastAPI's ``json_invalid`` error (its loc is a char offset)."""
+    reason = str(error.get("ctx", {}).get("error", "cannot be parsed"))
+    position = error["loc"][-1]
+    if not isinstance(body, str) or not isinstance(position, int):
+        return reason
+    line = body.count("\n", 0, position) + 1
+    column = position - (body.rfind("\n", 0, position) + 1) + 1
+    return f"{reason} at line {line}, column {column}"

@@ -12,6 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controller.api.errors import OPEN_ERRORS
 from controller.api.models import ApiError, OpenResponse, ReservationOpenRequest
+from controller.api.open_keys import REUSED, OpenKeys
 from controller.commands.opens import Opens
 from controller.commands.rate_limit import KeyedLimits, RateLimitedError
 from controller.reservations.service import ReservationRequest, Reservations, ReservationView
@@ -71,6 +72,7 @@ def reservations_router(
     # Decisions are serial anyway (one lock): one thread for them keeps a flash crowd of requests from
     # crowding the decision out of the CPU (with a thread per request, its tail latency grew tenfold).
     decider = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reservation-decider")
+    open_keys = OpenKeys()
 
     def within_limits(http: Request, key: ApiKey) -> None:
         now = time.monotonic()
@@ -120,32 +122,59 @@ def reservations_router(
     )
     def get_reservation(reservation_id: ReservationIdPath, key: Annotated[ApiKey, Depends(partner)]) -> ReservationView:
         """One of the partner's reservations, as the node last reported it, with the code that applies now."""
-        return ReservationView.of(owned(reservations, key, reservation_id), reservations.secret)
+        return reservations.view(owned(reservations, key, reservation_id))
 
     @router.delete(
         "/{reservation_id}",
         status_code=202,
-        responses={401: {"model": ApiError}, 403: {"model": ApiError}, 404: {"model": ApiError}},
+        responses={
+            401: {"model": ApiError},
+            403: {"model": ApiError},
+            404: {"model": ApiError},
+            409: {"model": ApiError, "description": "Too late: deposited, picked up, cancelled, expired or refused."},
+            503: {"model": ApiError, "description": "The controller has lost the broker; retry shortly."},
+        },
     )
     def cancel_reservation(
         reservation_id: ReservationIdPath, key: Annotated[ApiKey, Depends(partner)]
     ) -> ReservationView:
-        """Ask the node to release the hold; the state becomes ``cancelled`` when the node confirms."""
+        """Ask the node to release the hold (``pending`` or ``held``; a ``waitlisted`` request ends at once).
+
+        The state becomes ``cancelled`` when the node confirms. If the node refuses (a courier deposited
+        meanwhile), the view's ``cancel_refused`` gives its reason and the webhook ``reservation.cancel_refused``
+        is sent.
+        """
         stored = owned(reservations, key, reservation_id)
+        if stored.node_id is not None and not broker_up():
+            raise HTTPException(503, "the controller has lost the MQTT broker, so no cancel can reach the locker now")
         reservations.cancel(stored)
-        return ReservationView.of(stored, reservations.secret)
+        return reservations.view(reservations.store.get(reservation_id) or stored)
 
     @router.post(
-        "/{reservation_id}/open", responses={401: {"model": ApiError}, 403: {"model": ApiError}, **OPEN_ERRORS}
+        "/{reservation_id}/open",
+        responses={
+            401: {"model": ApiError},
+            403: {"model": ApiError},
+            **OPEN_ERRORS,
+            422: {"model": ApiError, "description": "Invalid body, or an Idempotency-Key reused for another request."},
+        },
     )
     async def open_reservation(
         reservation_id: ReservationIdPath,
         key: Annotated[ApiKey, Depends(partner)],
         request: ReservationOpenRequest,
+        idempotency_key: Annotated[str, Header(min_length=1, max_length=128)],
     ) -> OpenResponse:
-        """Open the reservation's compartment for one step: the deposit while held, the pickup once deposited."""
+        """Open the reservation's compartment for one step: the deposit while held, the pickup once deposited.
+
+        Every request for a step gets the first answer that drove the door, so a retry (same ``Idempotency-Key``)
+        never opens twice; after a refusal or a timeout a retry tries again. A key reused for another reservation
+        or step gets 422.
+        """
         stored = await asyncio.to_thread(owned, reservations, key, reservation_id)
         step = request.step
+        if not open_keys.claim(key.partner, idempotency_key, reservation_id, step):
+            raise HTTPException(422, REUSED)
         expected = ReservationState.HELD if step is ReservationStep.DEPOSIT else ReservationState.DEPOSITED
         if stored.node_id is None or stored.compartment is None:
             raise HTTPException(409, f"reservation {reservation_id} is {stored.state.value}: nothing to open")

@@ -25,6 +25,14 @@ from controller.commands.service import Commands, reserve_command_id
 from controller.fleet.registry import Fleet, NodeState
 from controller.influx.lineproto import reservation_line
 from controller.metrics import Metrics
+from controller.reservations.cancel import (
+    CANCEL_REFUSED,
+    CANCEL_REQUESTED,
+    NOT_DONE,
+    NotCancellableError,
+    refused_cancel,
+    too_late,
+)
 from controller.reservations.contention import (
     Allocator,
     Compartment,
@@ -66,10 +74,16 @@ class ReservationRequest(BaseModel):
     model_config = {"extra": "forbid"}
 
     site: SiteId
-    size: CompartmentSize = Field(description="Smallest compartment size the parcel fits in.")
+    size: CompartmentSize = Field(
+        description="Smallest compartment size class the parcel fits in: `S`, `M`, `L` or `XL` (a larger one may be "
+        "given)."
+    )
     parcel_ref: str = Field(min_length=1, max_length=128, description="The partner's parcel reference.")
     courier: ShortText | None = Field(default=None, description="Who will deposit (for the audit trail).")
-    expected_arrival: AwareDatetime = Field(description="When the courier expects to deposit (within 90 days).")
+    expected_arrival: AwareDatetime = Field(
+        description="When the courier expects to deposit: ISO 8601 with a time zone (`2026-06-01T14:30:00+02:00` or "
+        "`…Z`; without one, 422), from a day ago to 90 days ahead."
+    )
     priority: Priority = Field(default=Priority.NORMAL, description="0 normal, 1 peak-hour return, 2 perishable.")
     wait_s: float | None = Field(
         default=None,
@@ -103,9 +117,14 @@ class ReservationView(BaseModel):
     wait_until: datetime | None = Field(default=None, description="While waitlisted: when the request gives up.")
     deposit_code: str | None = Field(default=None, description="Typed at the locker to deposit (while held).")
     pickup_code: str | None = Field(default=None, description="For the recipient, once the parcel is deposited.")
+    cancel_refused: str | None = Field(
+        default=None,
+        description="Set when the locker refused the latest cancel, with its reason (e.g. the parcel was deposited "
+        "meanwhile); the webhook `reservation.cancel_refused` says the same.",
+    )
 
     @classmethod
-    def of(cls, r: Reservation, secret: bytes | None = None) -> "ReservationView":
+    def of(cls, r: Reservation, secret: bytes | None = None, cancel_refused: str | None = None) -> "ReservationView":
         """The view of a stored reservation; with the controller's ``secret``, the codes that apply now."""
         deposit_code = pickup_code = None
         if secret is not None and r.node_id and r.compartment and r.hold_until and r.pickup_until:
@@ -121,6 +140,7 @@ class ReservationView(BaseModel):
         return cls(
             deposit_code=deposit_code,
             pickup_code=pickup_code,
+            cancel_refused=cancel_refused,
             reservation_id=r.reservation_id,
             state=r.state,
             site=r.site_id,
@@ -211,35 +231,39 @@ class Reservations:
         """A stored grant with the codes it was answered with (the store keeps none; they are derived again)."""
         if answer.status_code != 201:
             return answer
-        return replace(answer, body=answer.body | self._codes_of(answer.body))
-
-    def event_with_codes(self, event: dict[str, Any]) -> dict[str, Any]:
-        """A queued webhook event with the codes its reservation view carried (derived again at delivery)."""
-        view = event.get("reservation")
-        if not isinstance(view, dict):
-            return event
-        return event | {"reservation": view | self._codes_of(view)}
-
-    def _codes_of(self, view: dict[str, Any]) -> dict[str, Any]:
-        """The codes a stored view was sent with: those of its reservation in the view's state."""
-        reservation = self.store.get(str(view.get("reservation_id")))
-        if reservation is None or "state" not in view:
-            return {}
-        as_sent = replace(reservation, state=ReservationState(view["state"]))
-        return ReservationView.of(as_sent, self.secret).model_dump(mode="json", include=set(CODE_FIELDS))
+        reservation = self.store.get(str(answer.body["reservation_id"]))
+        if reservation is None:
+            return answer
+        as_granted = replace(reservation, state=ReservationState(answer.body["state"]))
+        codes = ReservationView.of(as_granted, self.secret).model_dump(mode="json", include=set(CODE_FIELDS))
+        return replace(answer, body=answer.body | codes)
 
     def cancel(self, reservation: Reservation) -> None:
-        """Ask the node to release the hold; the state changes when the node confirms."""
+        """Ask the node to release the hold; the state changes when the node confirms.
+
+        :class:`NotCancellableError` when the controller already knows it is too late (deposited, or ended). A
+        refusal by the node is kept (:meth:`view` shows it) and sent to the partner's webhook.
+        """
         now = self._now()
-        if reservation.state is ReservationState.WAITLISTED:
-            with self._lock:
-                self.store.set_state(reservation.reservation_id, ReservationState.CANCELLED, now)
-                self.store.audit(reservation.reservation_id, reservation.partner, "cancelled", "while waitlisted", now)
+        with self._lock:
+            current = self.store.get(reservation.reservation_id) or reservation
+            why_not = too_late(current.reservation_id, current.state)
+            if why_not is not None:
+                raise NotCancellableError(why_not)
+            if current.state is ReservationState.WAITLISTED:
+                self.store.set_state(current.reservation_id, ReservationState.CANCELLED, now)
+                self.store.audit(current.reservation_id, current.partner, "cancelled", "while waitlisted", now)
+                return
+        if current.node_id is None:
             return
-        if reservation.node_id is None:
-            return
-        self._commands.send(self._commands.cancel(reservation.reservation_id, reservation.node_id, self._command_ttl))
-        self.store.audit(reservation.reservation_id, reservation.partner, "cancel_requested", "", now)
+        command = self._commands.cancel(current.reservation_id, current.node_id, self._command_ttl)
+        self.store.audit(current.reservation_id, current.partner, CANCEL_REQUESTED, command.command_id, now)
+        self._commands.send(command, functools.partial(self._on_cancel_result, current.reservation_id))
+
+    def view(self, reservation: Reservation) -> ReservationView:
+        """The partner's view of ``reservation``: its codes, and the node's refusal of the latest cancel."""
+        refusal = refused_cancel(self.store.trail(reservation.reservation_id))
+        return ReservationView.of(reservation, self.secret, refusal)
 
     def on_ledger_event(self, event: LedgerEvent) -> None:
         """A node reported a change of its ledger (called on the ingest thread)."""
@@ -251,6 +275,27 @@ class Reservations:
         """The node answered a ``reserve``; a refusal ends the reservation as refused."""
         if result.status is CommandStatus.REJECTED:
             self._report(reservation_id, Report(result.boot_id, result.seq, None), result.node_id)
+
+    def _on_cancel_result(self, reservation_id: str, result: CommandResult) -> None:
+        """The node answered a ``cancel``; a refusal is audited and sent to the partner (the state stays the node's)."""
+        if result.status not in NOT_DONE:
+            return  # done: the node's ledger event changes the state
+        reason = f"{result.status.value}: {result.detail or 'no detail'}"
+        with self._lock:
+            stored = self.store.get(reservation_id)
+            if stored is None or stored.node_id != result.node_id:
+                return
+            now = self._now()
+            self.store.audit(reservation_id, "node", CANCEL_REFUSED, reason, now)
+            self._send_event(stored, CANCEL_REFUSED, f"{reservation_id}:{CANCEL_REFUSED}:{result.command_id}", now)
+        log.info(
+            "cancel refused by the node node=%s reservation_id=%s partner=%s reason=%s action=none (the partner "
+            "is told; the reservation follows the node)",
+            result.node_id,
+            reservation_id,
+            stored.partner,
+            reason,
+        )
 
     def _report(self, reservation_id: str, report: Report, node_id: str) -> None:
         with self._lock:
@@ -265,27 +310,30 @@ class Reservations:
             if stored.compartment is not None:
                 self.allocator.confirmed(node_id, stored.compartment)
             if outcome.notify is not None:
-                self._notify(reservation_id, stored.partner, outcome.notify, f"{report.boot_id}-{report.seq}")
+                self._notify(reservation_id, outcome.notify, f"{report.boot_id}-{report.seq}")
                 log.info("reservation %s node=%s reservation_id=%s", outcome.notify.value, node_id, reservation_id)
             if outcome.view.state not in ACTIVE_STATES and self.allocator.waiting:
                 self._serve_waitlists()  # a compartment may have come free
 
-    def _notify(self, reservation_id: str, partner: str, state: ReservationState, tag: str) -> None:
+    def _notify(self, reservation_id: str, state: ReservationState, tag: str) -> None:
         """Audit a change and queue the partner's webhook for it."""
         now = self._now()
         actor = "controller" if tag == "waitlist" else "node"
         self.store.audit(reservation_id, actor, state.value, tag, now)
         updated = self.store.get(reservation_id)
         assert updated is not None
-        event_id = f"{reservation_id}:{state.value}:{tag}"
+        self._send_event(updated, state.value, f"{reservation_id}:{state.value}:{tag}", now)
+
+    def _send_event(self, reservation: Reservation, event: str, event_id: str, now: datetime) -> None:
+        """Queue the partner's webhook ``reservation.<event>`` with the reservation's view."""
         self.store.enqueue_webhook(
-            partner,
+            reservation.partner,
             event_id,
             {
                 "event_id": event_id,
-                "type": f"reservation.{state.value}",
+                "type": f"reservation.{event}",
                 "at": now.isoformat(),
-                "reservation": ReservationView.of(updated, self.secret).model_dump(mode="json"),
+                "reservation": self.view(reservation).model_dump(mode="json"),
             },
             now,
         )
@@ -300,7 +348,7 @@ class Reservations:
         for waiting in self.store.waitlisted():
             if waiting.wait_until is not None and waiting.wait_until <= now:
                 self.store.set_state(waiting.reservation_id, ReservationState.EXPIRED, now)
-                self._notify(waiting.reservation_id, waiting.partner, ReservationState.EXPIRED, "waitlist")
+                self._notify(waiting.reservation_id, ReservationState.EXPIRED, "waitlist")
         nodes, compartments = self._fleet_now()
         for site_id in {site for site, _priority in self.allocator.waiting}:
             while (decision := self.allocator.next_waiting(site_id, nodes, compartments, self._clock())) is not None:

@@ -180,7 +180,9 @@ def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
             controller.http.get(f"/v1/reservations/{rid}", headers={"Authorization": f"Bearer {other}"}).status_code
             == 403
         )
-        deposit = controller.http.post(f"/v1/reservations/{rid}/open", json={"step": "deposit"}, headers=headers)
+        deposit = controller.http.post(
+            f"/v1/reservations/{rid}/open", json={"step": "deposit"}, headers=headers | {"Idempotency-Key": "dep"}
+        )
         assert deposit.status_code == 200, deposit.text
         assert deposit.json()["outcome"]["result"] in ("opened", "already_open")
         assert wait_until(lambda: view()["state"] == "deposited", 10)
@@ -191,7 +193,9 @@ def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
         typed = asyncio.run_coroutine_threadsafe(fleet.agents[0].enter_code(pickup_code), fleet.loop).result(10)
         assert typed.grant is not None and typed.grant.compartment == "B3"
         assert wait_until(lambda: view()["state"] == "picked_up", 10)
-        again = controller.http.post(f"/v1/reservations/{rid}/open", json={"step": "pickup"}, headers=headers)
+        again = controller.http.post(
+            f"/v1/reservations/{rid}/open", json={"step": "pickup"}, headers=headers | {"Idempotency-Key": "pick"}
+        )
         assert again.status_code == 409 and "picked_up" in again.json()["detail"]
 
     def events() -> list[str]:
@@ -241,7 +245,9 @@ def test_a_pickup_while_the_node_is_cut_off_reaches_the_controller_and_the_couri
 
         assert wait_until(lambda: view()["state"] == "held", 10)
         assert (
-            controller.http.post(f"/v1/reservations/{rid}/open", json={"step": "deposit"}, headers=headers).status_code
+            controller.http.post(
+                f"/v1/reservations/{rid}/open", json={"step": "deposit"}, headers=headers | {"Idempotency-Key": "dep"}
+            ).status_code
             == 200
         )
         assert wait_until(lambda: view()["state"] == "deposited", 10)
