@@ -14,6 +14,7 @@ from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.api import errors
+from controller.api.alerts import alerts_router
 from controller.api.guard import RequestGuard
 from controller.api.models import ApiError
 from controller.api.nodes import nodes_router
@@ -85,5 +86,6 @@ def create_app(controller: Controller) -> FastAPI:
         return Response(generate_latest(controller.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(nodes_router(controller))
+    app.include_router(alerts_router(controller))
 
     return app

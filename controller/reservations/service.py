@@ -231,12 +231,22 @@ class Reservations:
         """A stored grant with the codes it was answered with (the store keeps none; they are derived again)."""
         if answer.status_code != 201:
             return answer
-        reservation = self.store.get(str(answer.body["reservation_id"]))
-        if reservation is None:
-            return answer
-        as_granted = replace(reservation, state=ReservationState(answer.body["state"]))
-        codes = ReservationView.of(as_granted, self.secret).model_dump(mode="json", include=set(CODE_FIELDS))
-        return replace(answer, body=answer.body | codes)
+        return replace(answer, body=answer.body | self._codes_of(answer.body))
+
+    def event_with_codes(self, event: dict[str, Any]) -> dict[str, Any]:
+        """A queued webhook event with the codes its reservation view carried (derived again at delivery)."""
+        view = event.get("reservation")
+        if not isinstance(view, dict):
+            return event
+        return event | {"reservation": view | self._codes_of(view)}
+
+    def _codes_of(self, view: dict[str, Any]) -> dict[str, Any]:
+        """The codes a stored view was sent with: those of its reservation in the view's state."""
+        reservation = self.store.get(str(view.get("reservation_id")))
+        if reservation is None or "state" not in view:
+            return {}
+        as_sent = replace(reservation, state=ReservationState(view["state"]))
+        return ReservationView.of(as_sent, self.secret).model_dump(mode="json", include=set(CODE_FIELDS))
 
     def cancel(self, reservation: Reservation) -> None:
         """Ask the node to release the hold; the state changes when the node confirms.
