@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint services lock schemas clean
+.PHONY: demo test test-tools lint services lock schemas clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required; set PYTHON=python3.11")'
@@ -38,7 +38,18 @@ lint: $(BIN)/.installed
 	$(BIN)/lint-imports
 	$(BIN)/python -m schemas.export --check
 
-test: services lint
+## test-tools: Debian packages only the tests use: curl (the README's examples) and chromium (/docs rendered offline)
+test-tools:
+	@missing=""; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+test: services test-tools lint
 	$(BIN)/pytest
 
 ## lock: re-pin every dependency of every extra, for every platform (a locker's lgpio too), after editing pyproject.toml

@@ -64,12 +64,11 @@ def test_the_docs_pages_load_every_script_and_style_from_the_controller(
             assert controller.http.get(url).status_code == 200, url
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="needs Debian's chromium (make test-tools installs it)")
 def test_swagger_ui_renders_the_api_in_a_browser_with_no_internet(
     start_controller: ControllerFactory, tmp_path: Path
 ) -> None:
+    assert CHROMIUM is not None, "this test needs Debian's chromium: apt-get install chromium (make test-tools)"
     controller, _, _ = start(start_controller, tmp_path)
-    assert CHROMIUM is not None
     rendered = subprocess.run(
         [
             CHROMIUM,
