@@ -22,6 +22,8 @@ from tenacity import (
     wait_random_exponential,
 )
 
+from schemas.broker import redact_url
+
 log = logging.getLogger(__name__)
 
 _GZIP = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
@@ -57,7 +59,8 @@ class InfluxWriter:
         headers = {}
         if token:
             headers["Authorization"] = f"Token {token}"
-        self.url = url
+        self.url = redact_url(url)
+        """The InfluxDB URL as logged (without a password)."""
         self.db = db
         self._http = httpx.Client(base_url=url, headers=headers, timeout=timeout_s, transport=transport)
         self._stopping = threading.Event()

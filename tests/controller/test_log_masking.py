@@ -7,6 +7,7 @@ import pytest
 
 from controller.cli import main
 from controller.devstack.services import Mosquitto, free_port
+from controller.influx.writer import InfluxWriter
 from controller.mqtt.publisher import CommandLink
 from tests.harness.controller_runner import ControllerThread
 from tests.harness.influx import InfluxClient
@@ -43,3 +44,14 @@ def test_the_command_publishers_errors_mask_the_broker_password() -> None:
         link.stop()
     assert "lf-controller:***@127.0.0.1" in str(refused.value)
     assert PASSWORD not in str(refused.value)
+
+
+def test_the_influx_writers_logs_mask_a_password_in_the_influx_url(caplog: pytest.LogCaptureFixture) -> None:
+    writer = InfluxWriter(f"http://lf:{PASSWORD}@127.0.0.1:{free_port()}", "lockerfleet", None)  # nothing there
+    try:
+        with caplog.at_level(logging.WARNING):
+            writer.ensure_database()
+    finally:
+        writer.close()
+    assert "could not create database" in caplog.text and "url=http://lf:***@127.0.0.1" in caplog.text
+    assert PASSWORD not in caplog.text
