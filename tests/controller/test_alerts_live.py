@@ -160,6 +160,32 @@ def test_an_offline_node_fires_once_and_resolves_everywhere(
     receiver.close()
 
 
+def test_a_battery_under_its_floor_fires_from_telemetry_and_a_swapped_pack_resolves_it(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    rules = tmp_path / "battery.toml"
+    rules.write_text(FAST_RULES + "[defaults.battery]\nswap_for_s = 0\nswap_keep_firing_for_s = 0\n")
+    capture = Capture(mosquitto.url, alerts_filter())
+    controller = start_controller(alert_rules_file=rules, alert_eval_s=0.2)
+    lockers = Lockers(mosquitto.url)
+    lockers.birth("node-1", boot=3)
+    assert wait_until(lambda: controller.controller.fleet.get("node-1") is not None, 10)
+
+    def telemetry(seq: int, soc: float) -> None:
+        sample = samples.telemetry("node-1", seq=seq, soc=soc, ts=datetime.now(UTC))
+        lockers.client.publish(topic("node-1", Channel.TELEMETRY), encode(sample), qos=1)
+
+    telemetry(1, 15.0)
+    raised = "battery_swap:node-1#1:raised"
+    assert wait_until(lambda: keys(mqtt_notices(capture)) == [raised], 15), mqtt_notices(capture)
+    [notice] = mqtt_notices(capture)
+    assert (notice["severity"], notice["site_id"], notice["details"]["soc_pct"]) == ("critical", "s1", 15.0)
+    telemetry(2, 95.0)  # a fresh pack
+    assert wait_until(lambda: keys(mqtt_notices(capture)) == [raised, "battery_swap:node-1#1:resolved"], 15)
+    lockers.close()
+    capture.close()
+
+
 def test_a_restart_mid_episode_sends_nothing_twice(
     start_controller: ControllerFactory,
     mosquitto: Mosquitto,
