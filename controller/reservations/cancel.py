@@ -46,3 +46,14 @@ def refused_cancel(trail: Iterable[tuple[str, str, str]]) -> str | None:
         elif action == CANCEL_REFUSED:
             refusal = detail
     return refusal
+
+
+def awaited_cancel(trail: Iterable[tuple[str, str, str]]) -> str | None:
+    """The command id of the latest cancel whose refusal may still come (none refused it yet), from an audit trail."""
+    command_id = None
+    for _actor, action, detail in trail:
+        if action == CANCEL_REQUESTED:
+            command_id = detail or None  # lines from before ids were kept have none
+        elif action == CANCEL_REFUSED:
+            command_id = None
+    return command_id

@@ -30,6 +30,7 @@ from controller.reservations.cancel import (
     CANCEL_REQUESTED,
     NOT_DONE,
     NotCancellableError,
+    awaited_cancel,
     refused_cancel,
     too_late,
 )
@@ -192,6 +193,11 @@ class Reservations:
         for pending in (r for r in store.active() if r.state is ReservationState.PENDING):
             on_result = functools.partial(self._on_reserve_result, pending.reservation_id)
             self._commands.track(reserve_command_id(pending.reservation_id), on_result, self._now() + command_ttl)
+        for placed in store.active():  # a cancel's refusal may come after a restart (the node was away)
+            cancel_id = awaited_cancel(store.trail(placed.reservation_id))
+            if cancel_id is not None:
+                on_result = functools.partial(self._on_cancel_result, placed.reservation_id)
+                self._commands.track(cancel_id, on_result, self._now() + command_ttl)
         for waiting in store.waitlisted():  # a restart keeps everyone's place in the queue
             assert waiting.wait_until is not None
             queue = self.allocator.waiting.setdefault((waiting.site_id, Priority(waiting.priority)), deque())

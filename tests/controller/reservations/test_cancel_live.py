@@ -76,8 +76,9 @@ def test_a_cancel_after_the_deposit_is_409_naming_the_state_and_sends_nothing(
     assert not [action for _actor, action, _detail in trail if action.startswith("cancel")]
 
 
+@pytest.mark.parametrize("restart", [False, True], ids=["same-controller", "controller-restarted-meanwhile"])
 def test_a_cancel_the_locker_refuses_reaches_the_partner_in_the_view_and_a_webhook(
-    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path, restart: bool
 ) -> None:
     controller, key, _ = start(start_controller, tmp_path)
     headers = {"Authorization": f"Bearer {key}"}
@@ -108,6 +109,9 @@ def test_a_cancel_the_locker_refuses_reaches_the_partner_in_the_view_and_a_webho
     accepted = controller.http.delete(f"/v1/reservations/{rid}", headers=headers)
     assert accepted.status_code == 202 and accepted.json()["state"] == "held"  # sent: the locker decides
     assert accepted.json()["cancel_refused"] is None
+    if restart:  # the refusal comes to a controller that did not send the cancel
+        controller.stop()
+        controller = start_controller(sites_file=tmp_path / "sites.json")
 
     with background_fleet(locker) as fleet:  # back online: the queued cancel meets the parcel
         assert wait_until(lambda: view(controller, rid, headers)["cancel_refused"] is not None, 20)
