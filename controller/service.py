@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from controller.alerting.runtime import Alerting
 from controller.commands.opens import Opens
 from controller.commands.service import Commands
+from controller.commands.signing import command_signing_key
 from controller.fleet.registry import Fleet, NodeState
 from controller.influx.lineproto import fleet_line, maintenance_line
 from controller.influx.writer import InfluxWriter
@@ -65,7 +66,8 @@ class Controller:
         self.command_link = CommandLink(
             str(settings.mqtt_url), f"{settings.client_id}-commands", settings.broker_files()
         )
-        self.commands = Commands(self.command_link, clock)
+        self._code_secret = self.reservation_store.code_secret()
+        self.commands = Commands(self.command_link, clock, signer=command_signing_key(self._code_secret))
         self.pipeline: WritePipeline[AckToken] = WritePipeline(
             self.writer,
             SeenWindow(),
@@ -85,7 +87,6 @@ class Controller:
         self.maintenance: dict[str, Maintenance] = self.operators.maintenance()
         """Nodes an operator keeps out of the reservation pool (read on every decision, so kept in memory)."""
         self.metrics.nodes_in_maintenance.set_function(lambda: len(self.maintenance))
-        self._code_secret = self.reservation_store.code_secret()
         self.webhooks = WebhookSender(
             self.reservation_store,
             self.metrics,

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from node_agent.commands import CommandExecutor
+from node_agent.controller_key import TOFU_FILE, ControllerKey
 from node_agent.hardware import Hardware
 from node_agent.journal import Journal
 from node_agent.keypad import Keypad, KeypadResult
@@ -58,6 +59,8 @@ class Agent:
         self.node_id = settings.node_id
         self.hardware = hardware
         self._now = now
+        key_file = settings.controller_key_file  # first: a missing or bad key file stops the start before any store
+        self.controller_key = ControllerKey(key_file or settings.data_dir / TOFU_FILE, trust_first=key_file is None)
         self.journal = Journal(settings.data_dir / "journal.sqlite3", now)
         self.outbox = Outbox(settings.data_dir / "outbox.sqlite3", settings.outbox_capacity)
         self.ledger_store = LedgerStore(settings.data_dir / "ledger.sqlite3")
@@ -68,7 +71,13 @@ class Agent:
             self.node_id, hardware, self.ledger_store, now=now, envelope=self._envelope, emit=self._emit
         )
         self.commands = CommandExecutor(
-            self.node_id, self.journal, self.locker, now=now, envelope=self._envelope, emit=self._emit
+            self.node_id,
+            self.journal,
+            self.locker,
+            self.controller_key,
+            now=now,
+            envelope=self._envelope,
+            emit=self._emit,
         )
         self.link = Link(
             LinkConfig(

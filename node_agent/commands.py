@@ -1,4 +1,10 @@
-"""Commands executed exactly once: decode, answer redeliveries from the journal, refuse the expired, dispatch by type.
+"""Commands executed exactly once: decode, answer redeliveries from the journal, refuse the untrusted and the expired,
+dispatch by type.
+
+Trust does not rest on the broker's ACL alone (:mod:`schemas.command_trust`): a command living longer than its type
+allows, issued in this node's future, or of a signed type without the pinned controller key's signature is answered
+``rejected`` and kept among the refused payloads, never journaled under its id (a forged command cannot take the id
+of a real one).
 
 A command that acts on hardware (open) is journaled before it acts and answered ``accepted`` then with its final
 result; one that only decides (reserve, cancel, provision_key) is journaled together with its one answer. A command
@@ -11,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, assert_never
 
+from node_agent.controller_key import ControllerKey
 from node_agent.journal import Journal, JournalEntry
 from node_agent.ledger import Decision
 from node_agent.locker import Emit, Envelope, Locker
@@ -30,6 +37,8 @@ from schemas import (
     decode,
     encode,
 )
+from schemas.command_trust import CommandRefused, check_lifetime, verify_command
+from schemas.release import key_id_for
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,7 @@ class CommandExecutor:
         node_id: str,
         journal: Journal,
         locker: Locker,
+        controller_key: ControllerKey,
         *,
         now: Callable[[], datetime],
         envelope: Envelope,
@@ -50,6 +60,7 @@ class CommandExecutor:
         self.node_id = node_id
         self.journal = journal
         self.locker = locker
+        self.controller_key = controller_key
         self._now = now
         self._envelope = envelope
         self._emit = emit
@@ -105,6 +116,11 @@ class CommandExecutor:
         if entry is not None:
             self._emit(Channel.RESULT, self._duplicate(command.command_id, entry))
             return
+        try:
+            self._check_trust(command)
+        except CommandRefused as exc:
+            self._refuse_untrusted(topic_name, command, payload, exc.detail)
+            return
         if self._now() >= command.expires_at:
             self._answer(
                 command,
@@ -114,6 +130,31 @@ class CommandExecutor:
             )
             return
         await self._dispatch(command, payload)
+
+    def _check_trust(self, command: Command) -> None:
+        """Lifetime and clock first, then the signature of a signed type; pins the controller key on first use."""
+        check_lifetime(command, self._now())
+        if not command.SIGNED:
+            return
+        signer = verify_command(command, self.controller_key.pinned)
+        if self.controller_key.pinned is None:
+            self.controller_key.pin(signer)
+
+    def _refuse_untrusted(self, topic_name: str, command: Command, payload: bytes, detail: str) -> None:
+        """Answer ``rejected`` and keep the payload among the refused (not under its command id)."""
+        self.journal.keep_rejected(topic_name, payload, "untrusted", detail)
+        pinned = self.controller_key.pinned
+        log.warning(
+            "command refused untrusted node=%s command_id=%s type=%s detail=%s pinned_key=%s action=%s",
+            self.node_id,
+            command.command_id,
+            command.type,
+            detail,
+            key_id_for(pinned) if pinned is not None else "none",
+            "if the controller sent it, check its clock and command-signing key against this node's pinned key; "
+            "else someone publishes on this node's command topic: check the broker's logins and ACL",
+        )
+        self._emit(Channel.RESULT, self._result(command.command_id, CommandStatus.REJECTED, detail=detail[:256]))
 
     async def _dispatch(self, command: Command, payload: bytes) -> None:
         """One handler per command type; a new type in the contract fails type checking here until it has one."""

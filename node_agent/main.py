@@ -7,6 +7,7 @@ import signal
 
 from node_agent.agent import Agent
 from node_agent.board import BoardProfile
+from node_agent.controller_key import ControllerKeyError
 from node_agent.hardware import Hardware
 from node_agent.settings import AgentSettings
 from node_agent.sim import SimulatedBoard
@@ -49,7 +50,13 @@ def run_agent(settings: AgentSettings) -> int:
     except ValueError as exc:
         log.error("cannot start: %s action=fix the board profile", exc)
         return 2
-    agent = Agent(settings, build_hardware(profile))
+    hardware = build_hardware(profile)
+    try:
+        agent = Agent(settings, hardware)
+    except ControllerKeyError as exc:
+        hardware.close()
+        log.error("cannot start: %s action=fix --controller-key-file (or unset it to pin on first use)", exc)
+        return 2
     try:
         asyncio.run(_serve(agent))
     finally:

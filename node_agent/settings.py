@@ -29,6 +29,11 @@ class AgentSettings(BrokerSettings, BaseSettings):
         description="This locker's TOML board profile (pins, battery, temperature); required: no default board.",
     )
     data_dir: Path = Field(default=Path("agent-data"), description="Where the journal and outbox live.")
+    controller_key_file: Path | None = Field(
+        default=None,
+        description="The controller's command-signing public key (the public_key line it logs at start); signed "
+        "commands must carry it. Unset: the first signing key seen is pinned in data-dir/controller-key.pub.",
+    )
     telemetry_interval_s: float = Field(default=10.0, gt=0, description="Seconds between telemetry samples.")
     outbox_capacity: int = Field(
         default=50_000,

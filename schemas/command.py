@@ -1,24 +1,47 @@
-"""Commands the controller sends to one node (never retained; they expire)."""
+"""Commands the controller sends to one node (never retained; they expire).
 
+Each type bounds its own lifetime (``MAX_LIFETIME``); the types that change what a node trusts or runs
+(``SIGNED``) carry the controller's signature. :mod:`schemas.command_trust` holds the checks a node runs.
+"""
+
+from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Final, Literal, Self
 
 from pydantic import Field, model_validator
 
-from schemas.envelope import Versioned
-from schemas.release import SignedRelease
+from schemas.envelope import ContractModel, Versioned
+from schemas.release import PublicKeyB64, SignatureB64, SignedRelease
 from schemas.types import CommandId, CompartmentId, NodeId, ReservationId, RolloutId, Timestamp
+
+MAX_CLOCK_SKEW: Final = timedelta(minutes=5)
+"""How far in the node's future a command's ``issued_at`` may lie before the node refuses it (a clock is wrong)."""
 
 ArtifactUrl = Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=1024)]
 
 
+class CommandSignature(ContractModel):
+    """Ed25519 signature over :func:`schemas.command_trust.command_bytes`, with the signer's raw public key."""
+
+    public_key: PublicKeyB64
+    sig: SignatureB64
+
+
 class CommandBase(Versioned):
-    """Fields every command carries: a unique id, its target and its validity window."""
+    """Fields every command carries: a unique id, its target, its validity window and, for some types, a signature."""
+
+    MAX_LIFETIME: ClassVar[timedelta] = timedelta(hours=1)
+    """Longest ``expires_at - issued_at`` a node accepts for this type."""
+    SIGNED: ClassVar[bool] = False
+    """Whether a node only accepts this type signed by the controller's command key."""
 
     command_id: CommandId
     node_id: NodeId
     issued_at: Timestamp
     expires_at: Timestamp
+    signature: CommandSignature | None = Field(
+        default=None, description="The controller's signature; required on provision_key and update."
+    )
 
     @model_validator(mode="after")
     def _expires_after_issue(self) -> Self:
@@ -45,6 +68,8 @@ class OpenCommand(CommandBase):
     checked by the node's ledger; a deposit open of a compartment already deposited is refused, never taken as the
     pickup. Without, a service open, which the node only allows on a compartment nobody reserved.
     """
+
+    MAX_LIFETIME: ClassVar[timedelta] = timedelta(minutes=10)  # an open is waited for (at most 5 minutes)
 
     type: Literal["open"] = "open"
     compartment: CompartmentId
@@ -86,7 +111,9 @@ class CancelCommand(CommandBase):
 
 
 class ProvisionKeyCommand(CommandBase):
-    """Give the node its own key for offline codes (32 bytes, hex); it replaces any earlier key."""
+    """Give the node its own key for offline codes (32 bytes, hex); it replaces any earlier key. Signed."""
+
+    SIGNED: ClassVar[bool] = True
 
     type: Literal["provision_key"] = "provision_key"
     key_hex: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -97,8 +124,11 @@ class UpdateCommand(CommandBase):
 
     The node tries ``artifact_urls`` in order, resuming with HTTP range requests, and checks everything with
     :func:`schemas.release.verify_release` and :func:`schemas.release.verify_artifact` before touching a slot.
-    ``expires_at`` bounds when the node may start, not how long the update may take.
+    ``expires_at`` bounds when the node may start, not how long the update may take. Signed (a rollback too).
     """
+
+    MAX_LIFETIME: ClassVar[timedelta] = timedelta(days=1)
+    SIGNED: ClassVar[bool] = True
 
     type: Literal["update"] = "update"
     rollout_id: RolloutId

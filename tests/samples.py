@@ -32,11 +32,14 @@ from schemas import (
     Telemetry,
     UpdateCommand,
 )
+from schemas.command_trust import sign_command
 from schemas.release import ReleaseManifest, SignedRelease, signature_for
 from schemas.semver import SemVer
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
 RELEASE_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+COMMAND_KEY = Ed25519PrivateKey.from_private_bytes(bytes(range(32, 64)))
+"""The controller's command-signing key in tests (signs provision_key and update commands)."""
 """A fixed signing key for sample releases (never a real one)."""
 
 
@@ -142,10 +145,11 @@ def cancel_command(node_id: str = "node-1") -> CancelCommand:
 
 
 def provision_key_command(node_id: str = "node-1") -> ProvisionKeyCommand:
-    """A node's code key."""
-    return ProvisionKeyCommand(
+    """A node's code key, signed with :data:`COMMAND_KEY`."""
+    command = ProvisionKeyCommand(
         command_id="cmd-45", node_id=node_id, issued_at=T0, expires_at=T0 + timedelta(seconds=30), key_hex="ab" * 32
     )
+    return sign_command(command, COMMAND_KEY)
 
 
 def ledger_event(node_id: str = "node-1") -> LedgerEvent:
@@ -192,8 +196,8 @@ def signed_release(manifest: ReleaseManifest | None = None) -> SignedRelease:
 
 
 def update_command(node_id: str = "node-1") -> UpdateCommand:
-    """Install the sample release from the controller."""
-    return UpdateCommand(
+    """Install the sample release from the controller (signed with :data:`COMMAND_KEY`)."""
+    command = UpdateCommand(
         command_id="cmd-46",
         node_id=node_id,
         issued_at=T0,
@@ -202,6 +206,7 @@ def update_command(node_id: str = "node-1") -> UpdateCommand:
         release=signed_release(),
         artifact_urls=("http://controller:8080/v1/releases/1.5.0/artifact",),
     )
+    return sign_command(command, COMMAND_KEY)
 
 
 def ota_event(node_id: str = "node-1", state: OtaState = OtaState.DOWNLOADING, reason: str | None = None) -> OtaEvent:

@@ -14,6 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from controller.commands.signing import public_key_line
 from schemas import (
     CancelCommand,
     Channel,
@@ -24,9 +27,13 @@ from schemas import (
     ProvisionKeyCommand,
     ReservationStep,
     ReserveCommand,
+    SignedRelease,
+    UpdateCommand,
     encode,
     topic,
 )
+from schemas.command_trust import sign_command
+from schemas.release import key_id_for
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +56,20 @@ class Publisher(Protocol):
 class Commands:
     """Builds, publishes and follows commands; thread-safe (HTTP workers, the event loop, the ingest thread)."""
 
-    def __init__(self, publisher: Publisher, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, publisher: Publisher, clock: Callable[[], float], signer: Ed25519PrivateKey | None = None
+    ) -> None:
+        """``signer`` is the command-signing key (:mod:`controller.commands.signing`); without it no provision_key."""
         self._publisher = publisher
         self._clock = clock
+        self._signer = signer
+        if signer is not None:
+            log.info(
+                "command signing key key_id=%s public_key=%s action=lockers pin this key: write this public_key line "
+                "to the file given as --controller-key-file (else a locker trusts the first key it sees)",
+                key_id_for(signer.public_key().public_bytes_raw()),
+                public_key_line(signer),
+            )
         self._lock = threading.Lock()
         self._handlers: dict[str, tuple[ResultHandler, float]] = {}
         """Command id → (handler of its results, when to forget it)."""
@@ -113,15 +131,46 @@ class Commands:
         )
 
     def provision_key(self, node_id: str, boot_id: int, seq: int, key_hex: str) -> ProvisionKeyCommand:
-        """The node's code key, in answer to its birth ``(boot_id, seq)`` (same id from every controller)."""
+        """The node's code key, signed, in answer to its birth ``(boot_id, seq)`` (same id from every controller)."""
+        if self._signer is None:
+            raise RuntimeError("no command-signing key: nodes refuse an unsigned provision_key")
         issued = self._now()
-        return ProvisionKeyCommand(
+        command = ProvisionKeyCommand(
             command_id=uuid.uuid5(_IDS, f"provision/{node_id}/{boot_id}/{seq}").hex,
             node_id=node_id,
             issued_at=issued,
             expires_at=issued + timedelta(hours=1),
             key_hex=key_hex,
         )
+        return sign_command(command, self._signer)
+
+    def update(
+        self,
+        node_id: str,
+        rollout_id: str,
+        ttl: timedelta,
+        release: SignedRelease | None = None,
+        artifact_urls: tuple[str, ...] = (),
+    ) -> UpdateCommand:
+        """Install ``release`` from ``artifact_urls``, or without a release go back to the previous slot (rollback).
+
+        Every command has a new id: a retry is a new attempt, and the rollout tells its reports apart by id. Signed,
+        like ``provision_key``: nodes refuse an unsigned update.
+        """
+        if self._signer is None:
+            raise RuntimeError("no command-signing key: nodes refuse an unsigned update")
+        issued = self._now()
+        command = UpdateCommand(
+            command_id=uuid.uuid4().hex,
+            node_id=node_id,
+            issued_at=issued,
+            expires_at=issued + ttl,
+            rollout_id=rollout_id,
+            release=release,
+            artifact_urls=artifact_urls,
+            rollback=release is None,
+        )
+        return sign_command(command, self._signer)
 
     def send(self, command: Command, on_result: ResultHandler | None = None) -> None:
         """Publish ``command``; its results go to ``on_result`` until a final one or until it expires."""

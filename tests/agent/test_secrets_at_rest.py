@@ -17,6 +17,8 @@ from node_agent.journal import Journal
 from node_agent.settings import AgentSettings
 from node_agent.sim import SimulatedBoard
 from schemas import Channel, ProvisionKeyCommand, encode, topic
+from schemas.command_trust import sign_command
+from tests.samples import COMMAND_KEY
 
 KEY = bytes.fromhex("5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7")
 
@@ -56,6 +58,7 @@ def provision(agent: Agent, key: bytes) -> None:
         expires_at=now + timedelta(minutes=1),
         key_hex=key.hex(),
     )
+    command = sign_command(command, COMMAND_KEY)
     asyncio.run(agent.commands.execute(topic(agent.node_id, Channel.COMMAND), encode(command)))
 
 

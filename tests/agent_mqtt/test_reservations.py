@@ -21,9 +21,11 @@ from schemas import (
     topic,
 )
 from schemas.codes import CodePurpose, node_key, offline_code
+from schemas.command_trust import sign_command
 from tests.agent_mqtt.helpers import build_hardware, door_events, final, pulses, send_command, send_open, sim_profile
 from tests.harness.agent_runner import AgentFactory, AgentThread
 from tests.harness.mqtt import Capture, Delivered
+from tests.samples import COMMAND_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -128,16 +130,14 @@ def test_offline_pickup_code_opens_the_right_compartment_once_and_wrong_codes_lo
     results = Capture(mosquitto.url, topic("node-1", Channel.RESULT))
     events = Capture(mosquitto.url, topic("node-1", Channel.EVENT), client_id="event-watcher")
     now = datetime.now(UTC)
-    send_command(
-        mosquitto,
-        ProvisionKeyCommand(
-            command_id="k1",
-            node_id="node-1",
-            issued_at=now - timedelta(seconds=1),
-            expires_at=now + timedelta(seconds=30),
-            key_hex=node_key(SECRET, "node-1").hex(),
-        ),
+    provision = ProvisionKeyCommand(
+        command_id="k1",
+        node_id="node-1",
+        issued_at=now - timedelta(seconds=1),
+        expires_at=now + timedelta(seconds=30),
+        key_hex=node_key(SECRET, "node-1").hex(),
     )
+    send_command(mosquitto, sign_command(provision, COMMAND_KEY))
     assert answer(results, "k1") is CommandStatus.DONE
     reserve(mosquitto, "res-9", A1.id, "c1")
     send_open(mosquitto, A1.id, "c2", reservation_id="res-9", step=ReservationStep.DEPOSIT)  # deposited while online

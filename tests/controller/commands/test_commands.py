@@ -1,10 +1,16 @@
 """The command owner: results routed by command id alone, to waiters and to handlers, with nothing left behind."""
 
 import asyncio
+import base64
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from controller.commands.service import Commands, reserve_command_id
+from controller.commands.signing import command_signing_key, public_key_line
 from schemas import Channel, CommandResult, CommandStatus, decode, topic
+from schemas.codes import node_key
+from schemas.command_trust import verify_command
 from tests import samples
 
 NOW = samples.T0.timestamp()
@@ -90,3 +96,22 @@ def test_a_request_without_answer_returns_none_and_leaves_no_waiter() -> None:
     assert commands.in_flight == 0
     commands.on_result(result_of(command.command_id, CommandStatus.DONE))  # late: only stored, nobody waits
     assert commands.in_flight == 0
+
+
+def test_a_provision_key_is_signed_with_the_key_derived_from_the_controller_secret() -> None:
+    secret = b"controller secret for tests only"
+    signer = command_signing_key(secret)
+    public = signer.public_key().public_bytes_raw()
+    assert command_signing_key(secret).public_key().public_bytes_raw() == public  # every controller on the store
+    assert command_signing_key(b"another secret").public_key().public_bytes_raw() != public
+    recorder = Recorder()
+    commands = Commands(recorder, lambda: NOW, signer=signer)
+    commands.send(commands.provision_key("node-1", 1, 0, node_key(secret, "node-1").hex()))
+    [(_topic, payload, _expiry)] = recorder.sent
+    received = decode(Channel.COMMAND, payload)
+    assert verify_command(received, base64.b64decode(public_key_line(signer))) == public
+
+
+def test_without_a_signing_key_no_provision_key_is_built() -> None:
+    with pytest.raises(RuntimeError, match="unsigned provision_key"):
+        Commands(Recorder(), lambda: NOW).provision_key("node-1", 1, 0, "ab" * 32)
