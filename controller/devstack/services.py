@@ -87,7 +87,8 @@ class _Service:
                 "stop it or choose another port"
             )
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(self._argv(), stdout=log, stderr=subprocess.STDOUT)
+            # Its own session: a terminal's Ctrl-C reaches the demo, which stops its services in order.
+            self._proc = subprocess.Popen(self._argv(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             for attempt in Retrying(
                 stop=stop_after_delay(self.startup_timeout_s),
