@@ -22,10 +22,12 @@ from controller.mqtt.ingest_session import AckToken, IngestLink, LinkSettings
 from controller.mqtt.publisher import CommandLink
 from controller.notify.webhooks import WebhookSender
 from controller.reservations.service import Reservations, sites_from
+from controller.rollouts.runner import RolloutRunner
 from controller.settings import ControllerSettings, reservations_sqlite_url
 from controller.store.fleet import FleetStore, adopt_sqlite_registry
 from controller.store.operators import Maintenance, OperatorStore
 from controller.store.reservations import ReservationStore
+from controller.store.rollouts import RolloutStore
 from schemas import StatusBirth
 from schemas.broker import redact_url
 from schemas.codes import node_key
@@ -104,6 +106,17 @@ class Controller:
             in_maintenance=self.maintenance.__contains__,
         )
         self.alerts.register(self.fleet.records(), self.maintenance)
+        self.rollouts = RolloutRunner(
+            RolloutStore(self.reservation_store.engine),
+            self.commands,
+            self.fleet,
+            maintenance=self.maintenance,
+            releases_dir=settings.releases_dir,
+            public_url=settings.artifact_base_url(),
+            store_lines=self.pipeline.submit,
+            clock=clock,
+            tick_s=settings.rollout_tick_s,
+        )
         self.reservations = Reservations(
             self.reservation_store,
             self.fleet,
@@ -114,6 +127,7 @@ class Controller:
             store_lines=self.pipeline.submit,
             clock=clock,
             maintenance=self.maintenance,
+            updating=self.rollouts.updating,
         )
         self.opens = Opens(
             self.commands,
@@ -135,6 +149,7 @@ class Controller:
             already_stored=self.pipeline.seen,
             on_result=self.commands.on_result,
             on_ledger=self.reservations.on_ledger_event,
+            on_ota=self.rollouts.on_ota,
             on_birth=self._provision,
             observe=self.alerts.observe,
             clock=clock,
@@ -148,6 +163,7 @@ class Controller:
         self.webhooks.start()
         self.command_link.start()
         self.alerts.start()
+        self.rollouts.start()
         self.link.start()
         log.info(
             "controller running mqtt=%s influx=%s db=%s store=%s nodes_known=%d",
@@ -161,6 +177,7 @@ class Controller:
     def stop(self) -> None:
         """Disconnect, write what is buffered, close the store."""
         self.link.stop()
+        self.rollouts.stop()
         self.alerts.stop()
         self.command_link.stop()
         self.webhooks.stop()

@@ -95,6 +95,18 @@ class ControllerSettings(BrokerSettings, BaseSettings):
     alert_eval_s: float = Field(
         default=15.0, gt=0, le=3600, description="Evaluate every alert rule for every node this often (and on data)."
     )
+    releases_dir: Path = Field(
+        default=Path("releases"),
+        description="Published releases served at /v1/releases (fill it with `lockerfleet release publish`).",
+    )
+    public_url: AnyUrl | None = Field(
+        default=None,
+        description="This controller's URL as lockers reach it, for the artifact URLs of update commands (default: "
+        "http://<http-host>:<http-port>, which is wrong when binding 0.0.0.0 or behind a proxy).",
+    )
+    rollout_tick_s: float = Field(
+        default=1.0, gt=0, le=60, description="Step every running rollout (dispatch, timeouts) this often."
+    )
 
     @field_validator("alert_rules_file")
     @classmethod
@@ -103,6 +115,12 @@ class ControllerSettings(BrokerSettings, BaseSettings):
 
         load_rules(path)  # RulesFileError is a ValueError: the settings error names the file, rule and field
         return path
+
+    def artifact_base_url(self) -> str:
+        """Where lockers download artifacts from: ``--public-url``, else this controller's HTTP address."""
+        if self.public_url is not None:
+            return str(self.public_url).rstrip("/")
+        return f"http://{self.http_host}:{self.http_port}"
 
 
 class DemoSettings(BaseSettings):

@@ -6,6 +6,7 @@ from the controller itself (fastapi-offline's copies), so they work on a control
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Response
@@ -17,13 +18,17 @@ from controller.api import errors
 from controller.api.alerts import alerts_router
 from controller.api.guard import RequestGuard
 from controller.api.models import ApiError
-from controller.api.nodes import nodes_router
+from controller.api.nodes import nodes_router, operator_auth
 from controller.api.reservations import reservations_router
+from controller.api.rollouts import rollouts_router
 from controller.commands.rate_limit import KeyedLimits
+from controller.releases.http import releases_router
 from controller.service import Controller
 
 DOCS_ASSETS = "/docs-assets"
 """Where the docs pages' scripts and styles are served from."""
+ARTIFACTS = re.compile(r"/v1/releases/[^/]+/artifact")
+"""Release artifacts need no key: nodes download them holding none, and trust them for their signed sha256."""
 
 
 def create_app(controller: Controller) -> FastAPI:
@@ -67,6 +72,7 @@ def create_app(controller: Controller) -> FastAPI:
         max_body_bytes=controller.settings.max_body_bytes,
         failed_auth_per_min=controller.settings.failed_auth_per_min,
         failed_auth_burst=max(1, round(controller.settings.failed_auth_per_min / 3)),
+        unguarded=ARTIFACTS,
     )
 
     @app.get("/healthz", responses={503: {"model": ApiError}})
@@ -87,5 +93,8 @@ def create_app(controller: Controller) -> FastAPI:
 
     app.include_router(nodes_router(controller))
     app.include_router(alerts_router(controller))
+    operator = operator_auth(controller)
+    app.include_router(releases_router(controller.settings.releases_dir, operator=operator))
+    app.include_router(rollouts_router(controller.rollouts, operator))
 
     return app

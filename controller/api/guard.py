@@ -8,6 +8,7 @@ declares its length or streams it.
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable
 
@@ -34,8 +35,11 @@ class RequestGuard:
         max_body_bytes: int,
         failed_auth_per_min: float,
         failed_auth_burst: int,
+        unguarded: re.Pattern[str] | None = None,
     ) -> None:
+        """``unguarded`` matches ``/v1/`` paths that need no key (release artifacts: nodes hold no API key)."""
         self.app = app
+        self._unguarded = unguarded
         self._authenticate = authenticate
         self._max_body_bytes = max_body_bytes
         self._failures = KeyedLimits(failed_auth_per_min / 60, failed_auth_burst)
@@ -50,7 +54,8 @@ class RequestGuard:
         if declared is not None and (not declared.isdigit() or int(declared) > self._max_body_bytes):
             await _answer(send, 413, f"request body over {self._max_body_bytes} bytes")
             return
-        if scope["path"].startswith(GUARDED_PREFIX):
+        path = scope["path"]
+        if path.startswith(GUARDED_PREFIX) and not (self._unguarded and self._unguarded.fullmatch(path)):
             refusal = await self._check_key(scope, headers.get(b"authorization", b""))
             if refusal is not None:
                 await _answer(send, *refusal)

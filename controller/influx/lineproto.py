@@ -6,9 +6,10 @@ a row.
 """
 
 import math
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from schemas import CommandResult, DoorEvent, DoorState, KeypadEvent, LedgerEvent, LockState, Telemetry
+from schemas import CommandResult, DoorEvent, DoorState, KeypadEvent, LedgerEvent, LockState, OtaEvent, Telemetry
 from schemas.alert import AlertNotice
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
@@ -162,3 +163,36 @@ def alert_line(a: AlertNotice) -> str:
         if number is not None and math.isfinite(number):
             fields.append(f"{name}={float(number)}")
     return f"alert,{','.join(tags)} {','.join(fields)} {ns(a.at)}"
+
+
+def ota_line(e: OtaEvent) -> str:
+    """One ``ota`` point per step a node reports, tagged by node, rollout, state and (when given) reason."""
+    tags = f"node={tag(e.node_id)},rollout={tag(e.rollout_id)},state={e.state.value}"
+    if e.reason is not None:
+        tags += f",reason={tag(e.reason)}"
+    fields = [f"command_id={string_field(e.command_id)}"]
+    fields += [
+        f"{k}={string_field(str(v))}"
+        for k, v in (("from_version", e.from_version), ("to_version", e.to_version))
+        if v is not None
+    ]
+    if e.bytes_done is not None and e.bytes_total is not None:
+        fields += [f"bytes_done={e.bytes_done}i", f"bytes_total={e.bytes_total}i"]
+    fields += [f"boot_id={e.boot_id}i", f"seq={e.seq}i", f"replayed={_bool(e.replayed)}"]
+    return f"ota,{tags} {','.join(fields)} {ns(e.ts)}"
+
+
+def rollout_line(
+    rollout_id: str, release: str, wave: int, phase: str, size: int, counts: Mapping[str, int], when_ns: int
+) -> str:
+    """One ``rollout`` point: one wave of one rollout, its size and how many of its nodes are in each state."""
+    states = ",".join(f"{state}={count}i" for state, count in sorted(counts.items()))
+    return (
+        f"rollout,rollout={tag(rollout_id)},release={tag(release)},wave={wave} phase={string_field(phase)},"
+        f"size={size}i,{states} {when_ns}"
+    )
+
+
+def firmware_line(version: str, nodes: int, when_ns: int) -> str:
+    """One ``firmware`` point: how many known nodes run ``version`` (from their births)."""
+    return f"firmware,version={tag(version)} nodes={nodes}i {when_ns}"

@@ -17,6 +17,7 @@ from controller.influx.lineproto import (
     event_line,
     keypad_line,
     ledger_line,
+    ota_line,
     result_line,
     telemetry_line,
 )
@@ -32,6 +33,7 @@ from schemas import (
     KeypadEvent,
     LedgerEvent,
     Message,
+    OtaEvent,
     PayloadError,
     RejectReason,
     StatusBirth,
@@ -43,6 +45,9 @@ from schemas import (
 log = logging.getLogger(__name__)
 
 NO_LINES: Final[list[str]] = []
+
+NodeMessage = Telemetry | DoorEvent | LedgerEvent | KeypadEvent | OtaEvent | CommandResult
+"""What a node sends besides its status: deduplicated, stored, routed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,7 @@ class Ingest:
         already_stored: Callable[[MessageKey], bool],
         on_result: Callable[[CommandResult], None],
         on_ledger: Callable[[LedgerEvent], None] = lambda _e: None,
+        on_ota: Callable[[OtaEvent], None] = lambda _e: None,
         on_birth: Callable[[StatusBirth], None] = lambda _b: None,
         observe: Callable[[Message, float], None] = lambda _m, _t: None,
         clock: Callable[[], float] = time.time,
@@ -76,6 +82,7 @@ class Ingest:
         self._already_stored = already_stored
         self._on_result = on_result
         self._on_ledger = on_ledger
+        self._on_ota = on_ota
         self._on_birth = on_birth
         self._observe = observe
         self._clock = clock
@@ -103,14 +110,12 @@ class Ingest:
                     self._on_birth(message)
             self._ingested[channel].inc()
             return Handled(NO_LINES)
-        if not isinstance(message, Telemetry | DoorEvent | LedgerEvent | KeypadEvent | CommandResult):
+        if not isinstance(message, NodeMessage):
             # A command echoed on a node channel: not ours to store.
             return Handled([self._dead_letter(_wrong_channel(topic), topic, payload, now)])
         return self._node_message(channel, message, now)
 
-    def _node_message(
-        self, channel: Channel, message: Telemetry | DoorEvent | LedgerEvent | KeypadEvent | CommandResult, now: float
-    ) -> Handled:
+    def _node_message(self, channel: Channel, message: NodeMessage, now: float) -> Handled:
         key = MessageKey(message.node_id, message.boot_id, message.seq)
         if self._already_stored(key):
             self._duplicates[channel].inc()
@@ -121,15 +126,22 @@ class Ingest:
             self.fleet.seen(message.node_id, now, message)
             return Handled([telemetry_line(message)], key)
         self.fleet.seen(message.node_id, now)
+        return Handled([self._route(message)], key)
+
+    def _route(self, message: DoorEvent | LedgerEvent | KeypadEvent | OtaEvent | CommandResult) -> str:
+        """The line storing ``message``, after handing it to whoever acts on it."""
         if isinstance(message, DoorEvent):
-            return Handled([event_line(message)], key)
+            return event_line(message)
         if isinstance(message, LedgerEvent):
             self._on_ledger(message)
-            return Handled([ledger_line(message)], key)
+            return ledger_line(message)
         if isinstance(message, KeypadEvent):
-            return Handled([keypad_line(message)], key)
+            return keypad_line(message)
+        if isinstance(message, OtaEvent):
+            self._on_ota(message)
+            return ota_line(message)
         self._on_result(message)
-        return Handled([result_line(message)], key)
+        return result_line(message)
 
     def _dead_letter(self, error: PayloadError, topic: str, payload: bytes, now: float) -> str:
         reason = error.reason.value

@@ -174,6 +174,7 @@ class Reservations:
         command_ttl: timedelta = timedelta(minutes=5),
         policy: Policy | None = None,
         maintenance: Container[str] = frozenset(),
+        updating: Container[str] = frozenset(),
     ) -> None:
         self.store = store
         self.fleet = fleet
@@ -184,6 +185,8 @@ class Reservations:
         self.secret = secret
         self._clock = clock
         self._maintenance = maintenance
+        self._updating = updating
+        """Nodes a firmware rollout has in flight (the contention policy's ``updating``): no new reservations."""
         self._hold_grace = hold_grace
         self._pickup_window = pickup_window
         self._command_ttl = command_ttl
@@ -478,6 +481,7 @@ class Reservations:
                     record.state(now) is NodeState.ONLINE,
                     battery,
                     maintenance=record.node_id in self._maintenance,
+                    updating=record.node_id in self._updating,
                 )
             )
             compartments.extend(

@@ -7,8 +7,15 @@ from controller.store import alerts as alert_store
 from controller.store import fleet as fleet_store
 from controller.store import operators as operator_store
 from controller.store import reservations as reservation_store
+from controller.store import rollouts as rollout_store
 
-METADATA = [reservation_store.METADATA, operator_store.METADATA, fleet_store.METADATA, alert_store.METADATA]
+METADATA = [
+    reservation_store.METADATA,
+    operator_store.METADATA,
+    fleet_store.METADATA,
+    alert_store.METADATA,
+    rollout_store.METADATA,
+]
 
 config = context.config
 connection = config.attributes.get("connection")

@@ -15,6 +15,7 @@ from controller.store import fleet as fleet_store
 from controller.store import migrations
 from controller.store import operators as operator_store
 from controller.store import reservations as reservation_store
+from controller.store import rollouts as rollout_store
 from controller.store.operators import OperatorStore
 from controller.store.reservations import ReservationStore
 from tests.controller.store.test_reservation_store import reservation
@@ -25,7 +26,13 @@ HEAD = ScriptDirectory(str(Path(migrations.__file__).parent)).get_current_head()
 def models() -> sa.MetaData:
     """Every table of the store as the code defines it, in one MetaData."""
     combined = sa.MetaData()
-    for metadata in (reservation_store.METADATA, operator_store.METADATA, fleet_store.METADATA, alert_store.METADATA):
+    for metadata in (
+        reservation_store.METADATA,
+        operator_store.METADATA,
+        fleet_store.METADATA,
+        alert_store.METADATA,
+        rollout_store.METADATA,
+    ):
         for table in metadata.tables.values():
             table.to_metadata(combined)
     return combined
