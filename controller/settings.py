@@ -27,6 +27,11 @@ class ControllerSettings(BrokerSettings, BaseSettings):
         description="Addresses of reverse proxies whose X-Forwarded-For is believed (none by default: the per-address "
         "limits then use the connecting address, which a client cannot forge).",
     )
+    metrics_token_file: Path | None = Field(
+        default=None,
+        description="File holding a bearer token /metrics then requires (Prometheus: authorization.credentials_file); "
+        "without it /metrics answers anyone who reaches the port.",
+    )
     max_body_bytes: int = Field(
         default=16_384, ge=1024, le=10_485_760, description="Largest request body accepted (413 above it)."
     )

@@ -6,10 +6,12 @@ from the controller itself (fastapi-offline's copies), so they work on a control
 
 import asyncio
 import contextlib
+import hmac
 import re
 from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, Header, HTTPException, Response
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,6 +31,9 @@ DOCS_ASSETS = "/docs-assets"
 """Where the docs pages' scripts and styles are served from."""
 ARTIFACTS = re.compile(r"/v1/releases/[^/]+/artifact")
 """Release artifacts need no key: nodes download them holding none, and trust them for their signed sha256."""
+
+
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 def create_app(controller: Controller) -> FastAPI:
@@ -86,9 +91,15 @@ def create_app(controller: Controller) -> FastAPI:
         }
         return JSONResponse(body, status_code=200 if ok else 503)
 
-    @app.get("/metrics", response_class=Response)
-    def metrics() -> Response:
-        """Prometheus exposition of the controller's metrics."""
+    metrics_token = (
+        controller.settings.metrics_token_file.read_text().strip() if controller.settings.metrics_token_file else None
+    )
+
+    @app.get("/metrics", response_class=Response, responses={401: {"model": ApiError}})
+    def metrics(authorization: Annotated[str | None, Header()] = None) -> Response:
+        """Prometheus exposition of the controller's metrics (with --metrics-token-file: for that bearer token only)."""
+        if metrics_token is not None and not hmac.compare_digest(authorization or "", f"Bearer {metrics_token}"):
+            raise HTTPException(401, "/metrics needs the scrape token: Authorization: Bearer <token>", _CHALLENGE)
         return Response(generate_latest(controller.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(nodes_router(controller))
