@@ -54,6 +54,7 @@ def test_demo_walks_a_parcel_through_a_reservation_as_a_courier_partner(tmp_path
     rows = [int(m) for m in re.findall(r"telemetry rows in InfluxDB (\d+)", out)]
     assert rows and rows[-1] > 0 and rows == sorted(rows)
     assert "no operator key" not in run.stderr  # the demo issues its key before the controller looks
+    assert "pinned on first use" not in run.stderr  # the demo pins the controller's key as an installer would
     for kept in ("operator.key", "partner.key"):
         assert stat.S_IMODE((tmp_path / kept).stat().st_mode) == 0o600
     assert (tmp_path / "agents" / "sim-0000" / "journal.sqlite3").exists()

@@ -23,15 +23,18 @@ import httpx
 import uvicorn
 
 from controller.api.app import create_app
+from controller.commands.signing import command_signing_key, public_key_line
 from controller.devstack.courier_walk import CourierWalk, WalkStoppedError
 from controller.devstack.demo_keys import DemoKeys, demo_keys
 from controller.devstack.services import Influxd, Mosquitto, free_port, port_is_free
 from controller.service import Controller
 from controller.settings import ControllerSettings, DemoSettings, reservations_sqlite_url
+from node_agent.controller_key import TOFU_FILE
 from node_agent.settings import SimSettings
 from node_agent.sim.fleet import SimFleet, background_fleet
 from schemas.broker import redact_url
 from schemas.logs import configure
+from schemas.private_files import private_file
 
 _DB = "lockerfleet"
 SITES_FILE = Path(__file__).with_name("sites.example.json")
@@ -135,6 +138,7 @@ def run_demo(settings: DemoSettings) -> int:
             door_dwell_s=3.0,
             sites=sites[: settings.nodes],
         )
+        _pin_controller_key(controller, sim)
         try:
             with (
                 background_fleet(sim) as fleet,
@@ -154,6 +158,17 @@ def run_demo(settings: DemoSettings) -> int:
     _say("demo stopped")
     gc.freeze()  # everything is stopped and flushed: exit at once instead of collecting every object first
     return 0
+
+
+def _pin_controller_key(controller: Controller, sim: SimSettings) -> None:
+    """Pin the controller's command-signing key in every simulated locker, as an installer would (no trust on
+    first use, so no warning per node)."""
+    line = public_key_line(command_signing_key(controller.reservation_store.code_secret()))
+    for i in range(sim.nodes):
+        pinned = sim.data_dir / f"{sim.node_prefix}-{i:04d}" / TOFU_FILE
+        if not pinned.exists():
+            private_file(pinned)
+            pinned.write_text(line + "\n")
 
 
 def _report(
