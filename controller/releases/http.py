@@ -21,7 +21,9 @@ from controller.releases.errors import ReleaseError
 from schemas.release import SignedRelease
 from schemas.semver import SEMVER_PATTERN, SemVer
 
-VersionPath = Annotated[str, PathParam(pattern=SEMVER_PATTERN, description="The release's semantic version.")]
+VersionPath = Annotated[
+    str, PathParam(pattern=SEMVER_PATTERN, max_length=64, description="The release's semantic version.")
+]
 
 
 class ReleaseView(BaseModel):
@@ -71,8 +73,8 @@ def releases_router(releases_dir: Path, *, operator: Callable[..., object] | Non
     def published(version: str) -> PublishedRelease:
         try:
             return find(releases_dir, SemVer.parse(version))
-        except ReleaseError as exc:
-            raise HTTPException(404, str(exc)) from exc
+        except (ReleaseError, ValueError, OSError) as exc:  # not a version, or not a name this disk can hold
+            raise HTTPException(404, f"no published release {version[:64]!r}") from exc
 
     @router.get("", dependencies=guarded)
     def list_releases() -> list[ReleaseView]:
