@@ -4,6 +4,7 @@
 with one line naming the extra to install when its extra is missing (:mod:`schemas.cli`).
 """
 
+import importlib
 import sys
 from datetime import UTC, datetime
 
@@ -18,7 +19,7 @@ from controller.settings import (
     RevokeKeySettings,
 )
 from schemas.broker import redact_url
-from schemas.cli import Command, parse_command_name, run_command
+from schemas.cli import Command, missing_extras, parse_command_name, refusal, run_command
 
 
 def _run_controller(settings: BaseSettings) -> int:
@@ -153,11 +154,36 @@ AGENT_COMMANDS: dict[str, str] = {
 }
 """Commands of ``lockerfleet-agent`` that ``lockerfleet`` forwards."""
 
+GROUPS: dict[str, tuple[str, str]] = {
+    "release": ("signed releases: keygen, build, sign, verify, publish", "controller.releases.cli:RELEASE_COMMANDS"),
+    "rollout": (
+        "firmware rollouts: create, follow, list, pause, resume, abort, rollback",
+        "controller.rollouts.cli:ROLLOUT_COMMANDS",
+    ),
+}
+"""Commands with subcommands (``lockerfleet rollout follow …``): description, and where the subcommands are."""
+
+
+def _run_group(name: str, args: list[str]) -> int:
+    """``lockerfleet <group> <subcommand> [--flags]``; the group's module is imported once its extra is there."""
+    missing = missing_extras(("controller",))
+    if missing:
+        print(refusal(f"lockerfleet {name}", missing), file=sys.stderr)
+        return 2
+    module, _, attribute = GROUPS[name][1].partition(":")
+    commands: dict[str, Command] = getattr(importlib.import_module(module), attribute)
+    choices = {sub: command.description for sub, command in commands.items()}
+    sub = parse_command_name(f"lockerfleet {name}", GROUPS[name][0].capitalize() + ".", choices, args)
+    if sub is None:
+        return 2
+    return run_command(f"lockerfleet {name}", sub, commands[sub], args[1:])
+
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch ``lockerfleet <command> [--flags]``; flags after the command belong to its settings."""
     args = sys.argv[1:] if argv is None else argv
     choices = {name: command.description for name, command in COMMANDS.items()} | AGENT_COMMANDS
+    choices |= {name: description for name, (description, _) in GROUPS.items()}
     name = parse_command_name("lockerfleet", "MQTT fleet orchestrator for smart parcel lockers.", choices, args)
     if name is None:
         return 2
@@ -165,4 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         from node_agent.cli import main as agent_main  # noqa: PLC0415 - the controller process never loads the agent
 
         return agent_main(args, prog="lockerfleet")
+    if name in GROUPS:
+        return _run_group(name, args[1:])
     return run_command("lockerfleet", name, COMMANDS[name], args[1:])

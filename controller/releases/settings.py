@@ -15,7 +15,7 @@ FlagVersion = Annotated[SemVer, BeforeValidator(lambda v: v if isinstance(v, str
 
 
 class ReleaseKeySettings(BaseSettings):
-    """``lockerfleet release key``: create a signing key (private file 0600) and print its public entry."""
+    """``lockerfleet release keygen``: create a signing key (private file 0600) and print its public entry."""
 
     model_config = _CONFIG
 
