@@ -1,9 +1,14 @@
-"""The edge ledger and keypad on disk: one SQLite file (WAL, fsync on every change), loaded at start."""
+"""The edge ledger and keypad on disk: one SQLite file (WAL, fsync on every change), loaded at start.
+
+The keypad's throttle is kept per scope; the whole-keypad lock of earlier versions (``keypad_wrong``,
+``keypad_lock``) is dropped at start (it lasted at most 15 minutes).
+"""
 
 import sqlite3
+from datetime import datetime
 from pathlib import Path
 
-from node_agent.keypad import KeypadState
+from node_agent.keypad import KeypadState, ScopeThrottle
 from node_agent.ledger import Ledger, Slot, SlotState, Window
 from node_agent.sqlite_store import from_us, open_database, to_us, write
 
@@ -16,9 +21,16 @@ CREATE TABLE IF NOT EXISTS slots (
     hold_until     INTEGER,
     pickup_until   INTEGER
 );
-CREATE TABLE IF NOT EXISTS keypad_wrong (at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS keypad_used (code_key TEXT PRIMARY KEY, until INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS keypad_lock (id INTEGER PRIMARY KEY CHECK (id = 1), locked_until INTEGER);
+DROP TABLE IF EXISTS keypad_wrong;
+DROP TABLE IF EXISTS keypad_lock;
+CREATE TABLE IF NOT EXISTS keypad_scope (
+    scope        TEXT PRIMARY KEY,
+    level        INTEGER NOT NULL,
+    locked_until INTEGER,
+    last_wrong   INTEGER
+);
+CREATE TABLE IF NOT EXISTS keypad_scope_wrong (scope TEXT NOT NULL, at INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS node_key (id INTEGER PRIMARY KEY CHECK (id = 1), key BLOB NOT NULL);
 """
 
@@ -58,20 +70,36 @@ class LedgerStore:
 
     def load_keypad(self) -> KeypadState:
         """The keypad's persisted memory."""
-        wrong = tuple(from_us(at) for (at,) in self._db.execute("SELECT at FROM keypad_wrong ORDER BY at"))
         used = tuple((k, from_us(u)) for k, u in self._db.execute("SELECT code_key, until FROM keypad_used"))
-        lock = self._db.execute("SELECT locked_until FROM keypad_lock").fetchone()
-        return KeypadState(wrong, used, from_us(lock[0]) if lock and lock[0] is not None else None)
+        wrong: dict[str, list[datetime]] = {}
+        for scope, at in self._db.execute("SELECT scope, at FROM keypad_scope_wrong ORDER BY at"):
+            wrong.setdefault(scope, []).append(from_us(at))
+        scopes = tuple(
+            (
+                scope,
+                ScopeThrottle(tuple(wrong.get(scope, ())), level, _maybe(locked_until), _maybe(last_wrong)),
+            )
+            for scope, level, locked_until, last_wrong in self._db.execute(
+                "SELECT scope, level, locked_until, last_wrong FROM keypad_scope"
+            )
+        )
+        return KeypadState(used, scopes)
 
     def save_keypad(self, state: KeypadState) -> None:
         """Replace the keypad's persisted memory, durably."""
         with write(self._db, fsync=True):
-            self._db.execute("DELETE FROM keypad_wrong")
-            self._db.executemany("INSERT INTO keypad_wrong VALUES (?)", [(to_us(at),) for at in state.wrong])
             self._db.execute("DELETE FROM keypad_used")
             self._db.executemany("INSERT INTO keypad_used VALUES (?, ?)", [(k, to_us(u)) for k, u in state.used])
-            locked = to_us(state.locked_until) if state.locked_until else None
-            self._db.execute("INSERT OR REPLACE INTO keypad_lock VALUES (1, ?)", (locked,))
+            self._db.execute("DELETE FROM keypad_scope")
+            self._db.executemany(
+                "INSERT INTO keypad_scope VALUES (?, ?, ?, ?)",
+                [(scope, t.level, _us_or_none(t.locked_until), _us_or_none(t.last_wrong)) for scope, t in state.scopes],
+            )
+            self._db.execute("DELETE FROM keypad_scope_wrong")
+            self._db.executemany(
+                "INSERT INTO keypad_scope_wrong VALUES (?, ?)",
+                [(scope, to_us(at)) for scope, t in state.scopes for at in t.wrong],
+            )
 
     def node_key(self) -> bytes | None:
         """The code key the controller provisioned, if any."""
@@ -94,3 +122,11 @@ def _slot(row: tuple[str, str, str | None, int | None, int | None, int | None]) 
     if opens_at is not None and hold_until is not None and pickup_until is not None:
         window = Window(from_us(opens_at), from_us(hold_until), from_us(pickup_until))
     return Slot(SlotState(state), reservation_id, window)
+
+
+def _maybe(us: int | None) -> datetime | None:
+    return from_us(us) if us is not None else None
+
+
+def _us_or_none(value: datetime | None) -> int | None:
+    return to_us(value) if value is not None else None

@@ -194,13 +194,22 @@ class Locker:
         self._store.save_keypad(self.keypad.snapshot())
         if result.locked_now and result.locked_until is not None:
             log.warning(
-                "keypad locked node=%s until=%s action=too many wrong codes: check the site for tampering",
+                "keypad scope locked node=%s scope=%s until=%s wrong_attempts=%d action=wrong codes starting with "
+                "%s: check the site for tampering if it repeats",
                 self.node_id,
+                result.scope,
                 result.locked_until.isoformat(),
+                result.wrong_attempts,
+                result.scope,
             )
             self._emit(
                 Channel.EVENT,
-                KeypadEvent(**self._envelope(), locked_until=result.locked_until, wrong_attempts=self.keypad.max_wrong),
+                KeypadEvent(
+                    **self._envelope(),
+                    locked_until=result.locked_until,
+                    wrong_attempts=result.wrong_attempts,
+                    scope=result.scope,
+                ),
             )
         grant = result.grant
         if grant is None:

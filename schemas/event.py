@@ -71,12 +71,21 @@ class LedgerEvent(NodeEnvelope):
 
 
 class KeypadEvent(NodeEnvelope):
-    """The keypad locked itself after too many wrong codes."""
+    """The keypad locked codes of one scope (their first digit) after wrong codes of that scope.
+
+    The first lock follows several wrong codes within minutes and is short; each further wrong code of the scope
+    before a quiet spell locks it again, twice as long (capped). Codes of other scopes keep working meanwhile.
+    """
 
     kind: Literal["keypad"] = "keypad"
     action: Literal["locked"] = "locked"
     locked_until: Timestamp
-    wrong_attempts: int = Field(ge=1, le=1000)
+    wrong_attempts: int = Field(ge=1, le=1000, description="Wrong codes of the scope that led to this lock.")
+    scope: Annotated[str, Field(pattern=r"^[0-9]{0,8}$")] | None = Field(
+        default=None,
+        description="The codes that are locked: those starting with these digits (empty: typed input that does not "
+        "start with a digit); absent: every code (the whole keypad).",
+    )
 
 
 Event = Annotated[DoorEvent | LedgerEvent | KeypadEvent | OtaEvent, Field(discriminator="kind")]

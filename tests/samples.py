@@ -167,9 +167,15 @@ def ledger_event(node_id: str = "node-1") -> LedgerEvent:
 
 
 def keypad_event(node_id: str = "node-1") -> KeypadEvent:
-    """The keypad locked after ten wrong codes."""
+    """The codes starting with 4 locked for 15 minutes, after ten wrong codes of that scope."""
     return KeypadEvent(
-        node_id=node_id, boot_id=3, seq=5, ts=T0, locked_until=T0 + timedelta(minutes=15), wrong_attempts=10
+        node_id=node_id,
+        boot_id=3,
+        seq=5,
+        ts=T0,
+        locked_until=T0 + timedelta(minutes=15),
+        wrong_attempts=10,
+        scope="4",
     )
 
 

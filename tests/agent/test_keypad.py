@@ -1,4 +1,5 @@
-"""Offline codes at the keypad: right compartment once, nothing outside the window, lockout after 10 wrong codes."""
+"""Offline codes at the keypad: right compartment once, nothing outside the window, wrong codes throttled per scope
+with a lock that grows while they go on (issue 14, finding 7: a lock of the whole locker for 15 minutes, repeatably)."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -49,20 +50,98 @@ def test_a_code_from_another_node_opens_nothing_here() -> None:
     assert node_key(SECRET, "node-1") != node_key(SECRET, "node-2")
 
 
-def test_ten_wrong_codes_in_15_minutes_lock_the_keypad() -> None:
+def wrong_codes_of_another_scope(right: str, count: int) -> list[str]:
+    """``count`` different wrong codes, all of one scope that is not ``right``'s."""
+    digit = "1" if right[0] != "1" else "2"
+    return [f"{digit}{i:07d}" for i in range(count)]
+
+
+def test_wrong_codes_lock_only_their_scope_and_the_right_code_of_another_scope_still_opens() -> None:
     pad = keypad()
-    results = [pad.enter("00000000", [PICKUP], T0 + timedelta(minutes=i)) for i in range(10)]
-    assert [r.locked_now for r in results] == [False] * 9 + [True]
-    assert results[-1].locked_until == T0 + timedelta(minutes=9 + 15)
-    locked = pad.enter(code_of(PICKUP), [PICKUP], T0 + timedelta(minutes=20))
-    assert locked.refused is KeypadRefusal.LOCKED and locked.grant is None  # even the right code waits
-    assert pad.enter(code_of(PICKUP), [PICKUP], T0 + timedelta(minutes=25)).grant == PICKUP
+    right = code_of(PICKUP)
+    wrong = wrong_codes_of_another_scope(right, 10)
+    results = [pad.enter(code, [PICKUP], T0 + timedelta(seconds=i)) for i, code in enumerate(wrong)]
+    assert [r.locked_now for r in results[:5]] == [False] * 4 + [True]
+    assert results[4].locked_until == T0 + timedelta(seconds=4 + 30) and results[4].wrong_attempts == 5
+    assert results[4].scope == wrong[0][0]
+    assert all(r.refused is KeypadRefusal.LOCKED for r in results[5:])  # the scope waits
+    assert pad.enter(right, [PICKUP], T0 + timedelta(seconds=11)).grant == PICKUP  # other codes keep working
+
+
+def test_a_right_code_of_a_locked_scope_waits_for_the_lock_to_end() -> None:
+    pad = keypad()
+    right = code_of(PICKUP)
+    same_scope = [f"{right[0]}{i:07d}" for i in range(5) if f"{right[0]}{i:07d}" != right]
+    locked = [pad.enter(code, [PICKUP], T0) for code in same_scope[:5]][-1]
+    assert locked.locked_now and locked.locked_until == T0 + timedelta(seconds=30)
+    assert pad.enter(right, [PICKUP], T0 + timedelta(seconds=29)).refused is KeypadRefusal.LOCKED
+    assert pad.enter(right, [PICKUP], T0 + timedelta(seconds=30)).grant == PICKUP
+
+
+def test_each_further_wrong_code_of_a_scope_locks_it_twice_as_long_up_to_15_minutes() -> None:
+    pad = keypad()
+    at = T0
+    for code in wrong_codes_of_another_scope(code_of(PICKUP), 5):
+        result = pad.enter(code, [PICKUP], at)
+    lockouts = [result.locked_until - at if result.locked_until else None]
+    for _ in range(7):
+        at = result.locked_until or at  # the moment the lock ends, one more wrong code
+        result = pad.enter("19999999", [PICKUP], at)
+        assert result.locked_now and result.wrong_attempts == 1
+        lockouts.append(result.locked_until - at if result.locked_until else None)
+    assert lockouts == [timedelta(seconds=s) for s in (30, 60, 120, 240, 480, 900, 900, 900)]
+
+
+def test_a_quiet_hour_after_a_lock_forgives_the_scope() -> None:
+    pad = keypad()
+    for code in wrong_codes_of_another_scope(code_of(PICKUP), 5):
+        last = pad.enter(code, [PICKUP], T0)
+    assert last.locked_until == T0 + timedelta(seconds=30)
+    later = T0 + timedelta(seconds=30) + timedelta(hours=1, seconds=1)
+    assert not pad.enter("19999999", [PICKUP], later).locked_now  # counts from zero again: four more before a lock
+    assert pad.snapshot().scopes[0][1].level == 0
 
 
 def test_wrong_codes_spread_over_more_than_15_minutes_do_not_lock() -> None:
     pad = keypad()
-    results = [pad.enter("12345678", [PICKUP], T0 + timedelta(minutes=2 * i)) for i in range(12)]
+    results = [pad.enter("12345678", [PICKUP], T0 + timedelta(minutes=4 * i)) for i in range(12)]
     assert not any(r.locked_now for r in results)
+
+
+def test_guessing_one_scope_as_fast_as_the_locks_allow_gets_about_four_tries_an_hour() -> None:
+    pad = keypad()
+    at, tries, end = T0, 0, T0 + timedelta(days=1)
+    while at < end:
+        result = pad.enter(f"1{tries:07d}", [PICKUP], at)
+        if result.refused is KeypadRefusal.LOCKED:
+            assert result.locked_until is not None
+            at = result.locked_until
+            continue
+        tries += 1
+        at += timedelta(seconds=1)
+    assert tries <= 5 + 6 + 24 * 4  # the free five, the ramp up to 15 minutes, then one per lock
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from("0123456789"), st.integers(0, 3600)),
+        max_size=60,
+    )
+)
+def test_typing_never_locks_a_scope_nobody_typed_in_and_locks_never_exceed_15_minutes(
+    typed: list[tuple[str, int]],
+) -> None:
+    pad = keypad()
+    right = code_of(PICKUP)
+    at = T0
+    for digit, gap_s in typed:
+        if digit == right[0]:
+            continue
+        at += timedelta(seconds=gap_s)
+        result = pad.enter(f"{digit}{gap_s:07d}", [PICKUP], at)
+        if result.locked_now:
+            assert result.locked_until is not None and result.locked_until - at <= timedelta(minutes=15)
+    assert pad.enter(right, [PICKUP], at).grant == PICKUP
 
 
 @given(st.text(min_size=1, max_size=20), st.text(min_size=1, max_size=20), st.integers(1, 10**6))
