@@ -1,16 +1,21 @@
 """The agent of one locker: connection, birth and death, telemetry and door events, durable publishing.
 
 Wiring only: the hardware is a :class:`~node_agent.hardware.Hardware`, durability lives in the journal and the
-outbox, the MQTT session in :class:`~node_agent.link.Link`, commands in :class:`~node_agent.commands.CommandExecutor`
-and the compartments (ledger, keypad, doors) in :class:`~node_agent.locker.Locker`.
+outbox, the MQTT session in :class:`~node_agent.link.Link`, commands in :class:`~node_agent.commands.CommandExecutor`,
+the compartments (ledger, keypad, doors) in :class:`~node_agent.locker.Locker` and updates in
+:class:`~node_agent.updates.Updates`. :meth:`Agent.run` returns only when an update needs a restart into another slot
+(:func:`run_restarting` does that restart in-process for the ``sim`` shim).
 """
 
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import aiomqtt
+import httpx
 
 from node_agent.commands import CommandExecutor
 from node_agent.controller_key import TOFU_FILE, ControllerKey
@@ -21,8 +26,10 @@ from node_agent.ledger import Ledger
 from node_agent.ledger_store import LedgerStore
 from node_agent.link import Link, LinkConfig, Publication
 from node_agent.locker import Locker
+from node_agent.ota import Occupancy, Progress, RunOutcome, ota_event
 from node_agent.outbox import Outbox
 from node_agent.settings import AgentSettings
+from node_agent.updates import Updates, board_self_test, stores_open
 from schemas import (
     Battery,
     Channel,
@@ -44,6 +51,15 @@ log = logging.getLogger(__name__)
 PRUNE_EVERY_S = 3600.0
 LEDGER_TICK_S = 1.0
 """How often holds past their deadline are freed."""
+OTA_RETRY_S = 30.0
+"""Pause before the updater repeats a step that raised (the step is persisted and safe to repeat)."""
+
+HealthCheck = Callable[[], Awaitable[str | None]]
+"""An extra trial-start check: None when healthy, else what is wrong (the simulator injects failures with these)."""
+
+
+class _RestartDueError(Exception):
+    """Raised inside :meth:`Agent.run`'s task group to stop every task for a restart into another slot."""
 
 
 def utc_now() -> datetime:
@@ -54,11 +70,24 @@ def utc_now() -> datetime:
 class Agent:
     """One locker's agent; ``await agent.run()`` until cancelled, then :meth:`close`."""
 
-    def __init__(self, settings: AgentSettings, hardware: Hardware, *, now: Callable[[], datetime] = utc_now) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        hardware: Hardware,
+        *,
+        now: Callable[[], datetime] = utc_now,
+        http: httpx.AsyncClient | None = None,
+        health_checks: Sequence[HealthCheck] = (),
+    ) -> None:
         self.settings = settings
         self.node_id = settings.node_id
         self.hardware = hardware
         self._now = now
+        # First of all: count this start, so a release that fails anywhere below is still rolled back in time.
+        self.updates = Updates(settings, hardware.profile.hardware_model, now=now, http=http)
+        self.updates.boot()
+        self._health_checks = tuple(health_checks)
+        self._closed = False
         key_file = settings.controller_key_file  # first: a missing or bad key file stops the start before any store
         self.controller_key = ControllerKey(key_file or settings.data_dir / TOFU_FILE, trust_first=key_file is None)
         self.journal = Journal(settings.data_dir / "journal.sqlite3", now)
@@ -78,6 +107,7 @@ class Agent:
             now=now,
             envelope=self._envelope,
             emit=self._emit,
+            update=self.updates.driver.request,
         )
         self.link = Link(
             LinkConfig(
@@ -93,11 +123,13 @@ class Agent:
             command_topic=topic(self.node_id, Channel.COMMAND),
             on_command=self.commands.received,
         )
+        self.updates.attach(self)
 
     # -- running ---------------------------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Recover from a crash, then serve until cancelled."""
+    async def run(self) -> RunOutcome:
+        """Recover from a crash, then serve until cancelled or until an update needs a restart (then returns
+        :attr:`RunOutcome.RESTART`: close the agent and call ``updates.shim.restart()``)."""
         loop = asyncio.get_running_loop()
 
         def door_changed(compartment: str, is_open: bool) -> None:  # gpiozero's thread → this loop
@@ -105,17 +137,28 @@ class Agent:
 
         self.hardware.on_door_change(door_changed)
         self.commands.recover()
-        log.info("agent started node=%s boot_id=%d backlog=%d", self.node_id, self.boot_id, len(self.outbox))
+        log.info(
+            "agent started node=%s boot_id=%d version=%s backlog=%d",
+            self.node_id,
+            self.boot_id,
+            self.updates.running_version,
+            len(self.outbox),
+        )
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.link.run())
                 group.create_task(self._telemetry_loop())
                 group.create_task(self._prune_loop())
                 group.create_task(self._ledger_loop())
+                group.create_task(self._update_loop())
+        except* _RestartDueError:
+            log.info("agent stopping to restart node=%s into=%s", self.node_id, self.updates.shim.current())
         finally:
             # Commands in flight stop with the agent, on this loop: their relay is released and, with no final
             # result journaled, the next start reports them unknown.
             await self.commands.cancel_in_flight()
+            await self.updates.aclose()
+        return RunOutcome.RESTART  # the tasks never end by themselves: only a due restart gets here
 
     @property
     def ledger(self) -> Ledger:
@@ -132,7 +175,10 @@ class Agent:
         return await self.locker.enter_code(code)
 
     def close(self) -> None:
-        """Release the relays and close the stores (after :meth:`run` has returned)."""
+        """Release the relays and close the stores (after :meth:`run` has returned); again, does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self.hardware.close()
         self.outbox.close()
         self.journal.close()
@@ -156,6 +202,55 @@ class Agent:
         while True:
             self.locker.expire()
             await asyncio.sleep(LEDGER_TICK_S)
+
+    async def _update_loop(self) -> None:
+        while True:
+            try:
+                outcome = await self.updates.run()
+            except Exception:
+                log.exception(
+                    "ota step failed node=%s phase=%s action=it is repeated in %.0f s; if it keeps failing, check the "
+                    "disk and the shim's base directory",
+                    self.node_id,
+                    self.updates.driver.record.phase,
+                    OTA_RETRY_S,
+                )
+                await asyncio.sleep(OTA_RETRY_S)
+                continue
+            if outcome is RunOutcome.RESTART:
+                raise _RestartDueError
+
+    # -- updates (the updater's host) ------------------------------------------------------------------------
+
+    def occupancy(self) -> Occupancy:
+        """The locker's use right now, for the update gate."""
+        try:
+            battery = self.hardware.battery.read()
+        except Exception:  # an unreadable gauge defers updates (the gate says so)
+            battery = None
+        return Occupancy(
+            open_doors=self.locker.open_doors(),
+            commands_in_flight=self.locker.opens_in_flight,
+            ledger=self.locker.ledger,
+            battery=battery,
+        )
+
+    async def health_problem(self) -> str | None:
+        """The trial start's check: a broker round trip, the board self-test, journal, ledger and outbox usable."""
+        try:
+            await self.link.round_trip()
+        except aiomqtt.MqttError as exc:
+            return f"broker round trip failed: {exc}"[:240]
+        problem = board_self_test(self.hardware) or stores_open(
+            lambda: self.journal.lookup("health-check"), self.ledger_store.node_key, self.outbox.__len__
+        )
+        for check in self._health_checks:
+            problem = problem or await check()
+        return problem
+
+    def publish_ota(self, report: Progress) -> None:
+        """Queue one update progress report on the event channel."""
+        self._emit(Channel.EVENT, ota_event(report, **self._envelope()))
 
     # -- messages --------------------------------------------------------------------------------------------
 
@@ -181,7 +276,7 @@ class Agent:
         """Birth for this connect and the will that outranks it (next seq), both for the current boot."""
         birth = StatusBirth(
             **self._envelope(replayed=False),
-            firmware_version=self.settings.firmware_version,
+            firmware_version=self.updates.running_version,
             hardware_model=self.hardware.profile.hardware_model,
             telemetry_interval_s=self.settings.telemetry_interval_s,
             compartments=[CompartmentInfo(id=c.id, size=c.size) for c in self.hardware.compartments.values()],
@@ -228,3 +323,21 @@ class Agent:
                 compartment,
             )
         self._emit(Channel.EVENT, event)
+
+
+async def run_restarting(build: Callable[[], Agent], started: Callable[[Agent], None] | None = None) -> RunOutcome:
+    """Run the agent ``build`` makes (``started`` sees each one); when an update needs a restart, close it and call
+    its shim's ``restart``. The ``sim`` shim restarts in-process: the next agent comes from ``build``. Any other shim
+    returns :attr:`RunOutcome.RESTART`: the process exits and systemd (venv-slots) or the reboot (tryboot) starts the
+    new slot. When cancelled, the running agent is left for the caller to close."""
+    while True:
+        agent = build()
+        if started is not None:
+            started(agent)
+        outcome = await agent.run()
+        agent.close()
+        shim = agent.updates.shim
+        shim.restart()
+        if shim.name != "sim":
+            return outcome
+        log.info("agent restarting in-process node=%s version=%s", agent.node_id, shim.current())

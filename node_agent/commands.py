@@ -7,7 +7,9 @@ allows, issued in this node's future, or of a signed type without the pinned con
 of a real one).
 
 A command that acts on hardware (open) is journaled before it acts and answered ``accepted`` then with its final
-result; one that only decides (reserve, cancel, provision_key) is journaled together with its one answer. A command
+result; one that only decides (reserve, cancel, provision_key) is journaled together with its one answer. An update is
+handed to the updater (:mod:`node_agent.updates`) and answered ``done``; how it goes is told by ``ota`` events (a
+refused release included). A command
 still unfinished when the agent stopped is answered ``unknown`` at the next start (:meth:`CommandExecutor.recover`).
 """
 
@@ -56,6 +58,7 @@ class CommandExecutor:
         now: Callable[[], datetime],
         envelope: Envelope,
         emit: Emit,
+        update: Callable[[UpdateCommand], None],
     ) -> None:
         self.node_id = node_id
         self.journal = journal
@@ -64,6 +67,7 @@ class CommandExecutor:
         self._now = now
         self._envelope = envelope
         self._emit = emit
+        self._update = update
         self._tasks: set[asyncio.Task[None]] = set()
 
     def recover(self) -> None:
@@ -169,8 +173,9 @@ class CommandExecutor:
                 self.locker.provision_key(bytes.fromhex(command.key_hex))
                 self._answer(command, payload, CommandStatus.DONE, "code key stored")
             case UpdateCommand():
-                # Until the OTA state machine (node_agent/ota) is wired in, say so rather than drop the command.
-                self._answer(command, payload, CommandStatus.REJECTED, "this agent does not install updates")
+                # Handed over before it is journaled: a crash in between is a redelivery the updater knows by id.
+                self._update(command)
+                self._answer(command, payload, CommandStatus.DONE, "handed to the updater; ota events follow")
             case _:
                 assert_never(command)
 

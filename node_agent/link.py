@@ -69,12 +69,25 @@ class Link:
         self._on_command = on_command
         self._wake = asyncio.Event()
         self._status: tuple[Publication, Publication] | None = None
+        self._client: aiomqtt.Client | None = None
+        self._up = asyncio.Event()
         self.connected = False
         self.connects = 0
 
     def notify(self) -> None:
         """Tell the link the outbox has something new."""
         self._wake.set()
+
+    async def round_trip(self) -> None:
+        """Wait until connected, then exchange one SUBSCRIBE/SUBACK with the broker (the node's own command topic
+        again: nothing is published or delivered); raises :class:`aiomqtt.MqttError` when the broker does not answer.
+        """
+        while True:
+            await self._up.wait()
+            client = self._client
+            if client is not None:
+                await client.subscribe(self._command_topic, qos=1)
+                return
 
     async def run(self) -> None:
         """Connect, serve, and reconnect with jittered exponential backoff, forever (until cancelled)."""
@@ -130,7 +143,9 @@ class Link:
             await client.subscribe(self._command_topic, qos=1)
             await client.publish(birth.topic, birth.payload, qos=1, retain=birth.retain)
             self._status = None
+            self._client = client
             self.connected = True
+            self._up.set()
             self.connects += 1
             log.info(
                 "connected client_id=%s url=%s backlog=%d",
@@ -150,6 +165,8 @@ class Link:
                 )
             finally:
                 self.connected = False
+                self._up.clear()
+                self._client = None
 
     async def _drain(self, client: aiomqtt.Client) -> None:
         while True:

@@ -68,6 +68,15 @@ class Locker:
 
     # -- doors -----------------------------------------------------------------------------------------------
 
+    @property
+    def opens_in_flight(self) -> int:
+        """Compartments being opened (or waiting to be) right now, by command or by code."""
+        return sum(1 for lock in self._busy.values() if lock.locked())
+
+    def open_doors(self) -> frozenset[str]:
+        """The compartments whose door switch reads open."""
+        return frozenset(c.id for c in self.hardware.compartments.values() if c.door_is_open())
+
     def door_moved(self, compartment: str, is_open: bool) -> Cause:
         """What caused this door edge: the command or code opening it right now, else nothing."""
         opening = self._opening.get(compartment)

@@ -1,14 +1,17 @@
-"""``lockerfleet-agent agent``: run one locker's agent until SIGINT/SIGTERM."""
+"""``lockerfleet-agent agent``: run one locker's agent until SIGINT/SIGTERM, or until an update needs a restart into
+another slot (then the process exits and systemd starts the new slot; the ``sim`` shim restarts in-process)."""
 
 import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 
-from node_agent.agent import Agent
+from node_agent.agent import Agent, run_restarting
 from node_agent.board import BoardProfile
 from node_agent.controller_key import ControllerKeyError
 from node_agent.hardware import Hardware
+from node_agent.ota import RunOutcome
 from node_agent.settings import AgentSettings
 from node_agent.sim import SimulatedBoard
 from schemas.logs import configure
@@ -23,14 +26,15 @@ def build_hardware(profile: BoardProfile) -> Hardware:
     return Hardware(profile)
 
 
-async def _serve(agent: Agent) -> None:
+async def _serve(build: Callable[[], Agent], started: Callable[[Agent], None]) -> RunOutcome | None:
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
-        await agent.run()
+        return await run_restarting(build, started)
+    return None
 
 
 def run_agent(settings: AgentSettings) -> int:
@@ -52,14 +56,23 @@ def run_agent(settings: AgentSettings) -> int:
         return 2
     hardware = build_hardware(profile)
     try:
-        agent = Agent(settings, hardware)
+        first = Agent(settings, hardware)
     except ControllerKeyError as exc:
         hardware.close()
         log.error("cannot start: %s action=fix --controller-key-file (or unset it to pin on first use)", exc)
         return 2
+    waiting, running = [first], [first]
+
+    def build() -> Agent:
+        """The agent built above, then (an in-process restart) a new one on fresh hardware."""
+        return waiting.pop() if waiting else Agent(settings, build_hardware(profile))
+
     try:
-        asyncio.run(_serve(agent))
+        outcome = asyncio.run(_serve(build, running.append))
     finally:
-        agent.close()
+        running[-1].close()
+    if outcome is RunOutcome.RESTART:
+        log.info("agent exiting to restart node=%s action=none: the supervisor starts the new slot", settings.node_id)
+    else:
         log.info("agent stopped node=%s", settings.node_id)
     return 0

@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AnyUrl, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,6 +51,46 @@ class AgentSettings(BrokerSettings, BaseSettings):
     reconnect_max_s: float = Field(default=30.0, gt=0, description="Longest pause between reconnect attempts.")
     firmware_version: ShortText = Field(default_factory=_package_version, description="Reported in the birth.")
     site: SiteId | None = Field(default=None, description="The site this locker stands at, reported in the birth.")
+    ota_shim: Literal["venv-slots", "sim", "tryboot"] = Field(
+        default="venv-slots",
+        description="How this platform installs, switches and rolls back releases (firmware-shims/README.md): "
+        "venv-slots on Raspberry Pi OS, sim for the simulator and tests (restarts in-process), tryboot for A/B images.",
+    )
+    base: Path | None = Field(
+        default=None,
+        description="Where the OTA shim keeps its slots; the same LOCKERFLEET_BASE the systemd unit's start counter "
+        "reads. Default: /opt/lockerfleet (venv-slots), data-dir/slots (sim), /boot/firmware (tryboot).",
+    )
+    trusted_keys_file: Path | None = Field(
+        default=None,
+        description="The pinned release keys (trusted_keys.json); a release that rotates keys replaces it on "
+        "commit, so it must be writable. Default: data-dir/trusted_keys.json.",
+    )
+    max_starts: int = Field(
+        default=3,
+        ge=1,
+        le=20,
+        description="Trial starts of a new release before it is rolled back; keep it equal to the systemd unit's "
+        "LOCKERFLEET_MAX_STARTS (the same variable).",
+    )
+    ota_lookahead_s: float = Field(
+        default=900.0,
+        ge=0,
+        description="An update waits while a held reservation's deposit window is open or opens within this many "
+        "seconds, or a parcel's pickup deadline falls within it.",
+    )
+    ota_min_battery_pct: float = Field(
+        default=40.0,
+        ge=0,
+        le=100,
+        description="Off shore power, an update waits while the battery is below this state of charge.",
+    )
+    ota_gate_poll_s: float = Field(
+        default=30.0, gt=0, description="How often a deferred update asks again whether the locker is idle."
+    )
+    ota_health_timeout_s: float = Field(
+        default=60.0, gt=0, description="Longest a trial start's health check may take before it counts as failed."
+    )
 
 
 class SimSettings(BaseSettings):

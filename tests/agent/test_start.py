@@ -1,6 +1,7 @@
 """Starting ``lockerfleet-agent agent``: a locker runs on the board profile it names, never on a default board."""
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,9 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[Agent]:
     """Agents that got as far as serving (the MQTT session is replaced by a recorder)."""
     seen: list[Agent] = []
 
-    async def record(agent: Agent) -> None:
+    async def record(build: Callable[[], Agent], started: Callable[[Agent], None]) -> None:
+        agent = build()
+        started(agent)
         seen.append(agent)
 
     monkeypatch.setattr(agent_main, "_serve", record)
