@@ -65,7 +65,8 @@ def main() -> None:
         sites.write_text(json.dumps([{"site_id": "centre", "lat": 52.52, "lon": 13.405}]))
         store_url = f"sqlite:///{tmp}/reservations.sqlite3"
         store = ReservationStore(store_url)
-        key = store.create_api_key("bench", {"centre"}, datetime.now(UTC))
+        # The one bench partner may take the whole site (no per-partner quota): the crowd contends for all of it.
+        key = store.create_api_key("bench", {"centre"}, datetime.now(UTC), quota_per_site=REQUESTS)
         store.close()
         [(controller, api)] = start_controllers(
             1,

@@ -42,8 +42,19 @@ def _issue_key(settings: BaseSettings) -> int:
             return 2
     store = ReservationStore(settings.store_url())
     try:
-        token = store.create_api_key(settings.partner, set(settings.sites), datetime.now(UTC))
-        print(f"api key for {settings.partner} (sites {', '.join(sorted(settings.sites))}); shown once, keep it:")
+        token = store.create_api_key(
+            settings.partner,
+            set(settings.sites),
+            datetime.now(UTC),
+            priorities=settings.priorities,
+            quota_per_site=settings.quota_per_site,
+        )
+        priorities = ",".join(str(int(p)) for p in sorted(set(settings.priorities)))
+        quota = settings.quota_per_site or "the controller's share of each site"
+        print(
+            f"api key for {settings.partner} (sites {', '.join(sorted(settings.sites))}; priorities {priorities}; "
+            f"quota per site {quota}); shown once, keep it:"
+        )
         print(token)
         if settings.webhook_url:
             secret = store.set_webhook(settings.partner, settings.webhook_url)

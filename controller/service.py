@@ -5,7 +5,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from controller.alerting.runtime import Alerting
 from controller.commands.opens import Opens
@@ -21,6 +21,7 @@ from controller.metrics import Metrics
 from controller.mqtt.ingest_session import AckToken, IngestLink, LinkSettings
 from controller.mqtt.publisher import CommandLink
 from controller.notify.webhooks import WebhookSender
+from controller.reservations.limits import Limits
 from controller.reservations.service import Reservations, sites_from
 from controller.rollouts.runner import RolloutRunner
 from controller.settings import ControllerSettings, reservations_sqlite_url
@@ -126,6 +127,7 @@ class Controller:
             secret=self._code_secret,
             store_lines=self.pipeline.submit,
             clock=clock,
+            limits=Limits(timedelta(hours=settings.hold_lead_max_h), settings.site_quota_share),
             maintenance=self.maintenance,
             updating=self.rollouts.updating,
         )

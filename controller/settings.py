@@ -5,6 +5,8 @@ from pathlib import Path
 from pydantic import AnyUrl, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controller.reservations.contention import Priority
+from controller.reservations.limits import DEFAULT_PRIORITIES
 from schemas.broker import BrokerSettings
 
 
@@ -81,6 +83,20 @@ class ControllerSettings(BrokerSettings, BaseSettings):
         default=600.0, gt=0, description="Reservation API requests per minute per API key (and twice that per IP)."
     )
     courier_burst: int = Field(default=100, ge=1, description="Requests per API key allowed at once.")
+    hold_lead_max_h: float = Field(
+        default=48.0,
+        gt=0,
+        le=90 * 24,
+        description="Reservation requests whose expected arrival is further ahead get 422: a compartment is held "
+        "from the request on, so at most this many hours before the arrival.",
+    )
+    site_quota_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Share of a site's compartments one partner may keep pending, held or waitlisted (409 beyond "
+        "it), unless its key sets --quota-per-site.",
+    )
     fleet_snapshot_s: float = Field(
         default=10.0, gt=0, description="Write node counts by state to InfluxDB (measurement fleet) this often."
     )
@@ -162,6 +178,18 @@ class KeySettings(StoreLocation, BaseSettings):
     webhook_url: str | None = Field(default=None, description="Where the partner receives signed reservation events.")
     webhook_allow_private: bool = Field(
         default=False, description="Accept a --webhook-url on a loopback, private, link-local or multicast address."
+    )
+    priorities: list[Priority] = Field(
+        default_factory=lambda: sorted(DEFAULT_PRIORITIES),
+        min_length=1,
+        description="Request priorities the key may use, e.g. 0,1 (0 normal, 1 peak-hour return, 2 perishable; a "
+        "higher one may take the compartments kept back from lower ones).",
+    )
+    quota_per_site: int | None = Field(
+        default=None,
+        ge=1,
+        description="Reservations the partner may keep pending, held or waitlisted per site with this key "
+        "(default: the controller's --site-quota-share of the site's compartments).",
     )
 
 

@@ -15,7 +15,7 @@ from controller.api.models import ApiError, OpenResponse, ReservationOpenRequest
 from controller.api.open_keys import REUSED, OpenKeys
 from controller.commands.opens import Opens
 from controller.commands.rate_limit import KeyedLimits, RateLimitedError
-from controller.reservations.service import ReservationRequest, Reservations, ReservationView
+from controller.reservations.service import NotAllowedError, ReservationRequest, Reservations, ReservationView
 from controller.store import tokens as api_tokens
 from controller.store.operators import TOKEN_PREFIX as OPERATOR_TOKEN_PREFIX
 from controller.store.reservations import ApiKey, Reservation, ReservationState, StoredResponse
@@ -87,11 +87,19 @@ def reservations_router(
         status_code=201,
         responses={
             401: {"model": ApiError},
-            403: {"model": ApiError, "description": "The key is not scoped to this site."},
-            409: {"model": ApiError, "description": "No capacity; the body names the nearest sites that have some."},
+            403: {"model": ApiError, "description": "The key is not scoped to this site or granted this priority."},
+            409: {
+                "model": ApiError,
+                "description": "No capacity (the body names the nearest sites that have some), or the partner's "
+                "quota at the site is used up.",
+            },
             503: {"model": ApiError, "description": "The controller has lost the broker; retry shortly."},
             429: {"model": ApiError, "description": "Too many requests for this key or address; see Retry-After."},
-            422: {"model": ApiError, "description": "Invalid body, or an Idempotency-Key reused for another request."},
+            422: {
+                "model": ApiError,
+                "description": "Invalid body, an arrival beyond the hold window, or an Idempotency-Key reused for "
+                "another request.",
+            },
         },
     )
     async def create_reservation(
@@ -112,7 +120,10 @@ def reservations_router(
                 raise HTTPException(503, BROKER_DOWN)
             if request.site not in key.sites:
                 raise HTTPException(403, f"this key may not reserve at site {request.site!r}")
-            return reservations.create(key, idempotency_key, request)
+            try:
+                return reservations.create(key, idempotency_key, request)
+            except NotAllowedError as exc:
+                raise HTTPException(403, str(exc)) from exc
 
         answer = await asyncio.get_running_loop().run_in_executor(decider, decide)
         return JSONResponse(answer.body, status_code=answer.status_code)

@@ -44,6 +44,7 @@ from controller.reservations.contention import (
     Site,
     Verdict,
 )
+from controller.reservations.limits import Limits, arrival_refusal, priority_refusal, quota_refusal, site_quota
 from controller.reservations.reconcile import Report, View, apply
 from controller.store.reservations import (
     ACTIVE_STATES,
@@ -67,6 +68,11 @@ from schemas.types import ShortText, SiteId
 log = logging.getLogger(__name__)
 
 MAX_ARRIVAL_AHEAD = timedelta(days=90)
+"""No request names an arrival further ahead (the hold window, :attr:`Limits.hold_lead_max`, is tighter)."""
+
+
+class NotAllowedError(Exception):
+    """The key may not make this request (the API answers 403 with the message)."""
 
 
 class ReservationRequest(BaseModel):
@@ -83,9 +89,13 @@ class ReservationRequest(BaseModel):
     courier: ShortText | None = Field(default=None, description="Who will deposit (for the audit trail).")
     expected_arrival: AwareDatetime = Field(
         description="When the courier expects to deposit: ISO 8601 with a time zone (`2026-06-01T14:30:00+02:00` or "
-        "`…Z`; without one, 422), from a day ago to 90 days ahead."
+        "`…Z`; without one, 422), from a day ago to at most the controller's hold window ahead (48 h by default), "
+        "since the compartment is held from the request on."
     )
-    priority: Priority = Field(default=Priority.NORMAL, description="0 normal, 1 peak-hour return, 2 perishable.")
+    priority: Priority = Field(
+        default=Priority.NORMAL,
+        description="0 normal, 1 peak-hour return, 2 perishable; only priorities granted to the key (403 otherwise).",
+    )
     wait_s: float | None = Field(
         default=None,
         gt=0,
@@ -173,6 +183,7 @@ class Reservations:
         pickup_window: timedelta = timedelta(days=3),
         command_ttl: timedelta = timedelta(minutes=5),
         policy: Policy | None = None,
+        limits: Limits | None = None,
         maintenance: Container[str] = frozenset(),
         updating: Container[str] = frozenset(),
     ) -> None:
@@ -190,6 +201,7 @@ class Reservations:
         self._hold_grace = hold_grace
         self._pickup_window = pickup_window
         self._command_ttl = command_ttl
+        self.limits = limits or Limits()
         self._lock = threading.Lock()
         self._booked = {(r.node_id, r.compartment) for r in store.active() if r.node_id and r.compartment}
         """Compartments held by an active reservation, kept in memory (decisions must not query for it)."""
@@ -207,7 +219,21 @@ class Reservations:
             queue.append(_as_request(waiting))
 
     def create(self, key: ApiKey, idempotency_key: str, request: ReservationRequest) -> StoredResponse:
-        """Decide a request (or repeat the answer to an earlier one with the same idempotency key)."""
+        """Decide a request (or repeat the answer to an earlier one with the same idempotency key).
+
+        :class:`NotAllowedError` if the key was not granted the request's priority.
+        """
+        refusal = priority_refusal(request.priority, frozenset(Priority(p) for p in key.priorities))
+        if refusal is not None:
+            self.metrics.reservation_requests.labels("invalid").inc()
+            log.warning(
+                "reservation refused: priority not granted partner=%s key_id=%s priority=%d action=issue the partner "
+                "a key with `lockerfleet keys --priorities` if it should have it",
+                key.partner,
+                key.key_id,
+                request.priority,
+            )
+            raise NotAllowedError(refusal)
         fingerprint = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
         with self._lock:
             started = time.perf_counter()
@@ -222,6 +248,10 @@ class Reservations:
                     )
                 self.metrics.reservation_requests.labels("replayed").inc()
                 return self._with_codes(earlier)
+            too_early = arrival_refusal(request.expected_arrival, self._now(), self.limits.hold_lead_max)
+            if too_early is not None:  # invalid input, not a decision: nothing is remembered
+                self.metrics.reservation_requests.labels("invalid").inc()
+                return StoredResponse(fingerprint, 422, {"detail": too_early})
             status, body = self._decide(key, request, idempotency_key, fingerprint)
             answer = StoredResponse(fingerprint, status, body)
             if status != 201:  # a grant stored its answer together with the reservation
@@ -368,7 +398,7 @@ class Reservations:
             if waiting.wait_until is not None and waiting.wait_until <= now:
                 self.store.set_state(waiting.reservation_id, ReservationState.EXPIRED, now)
                 self._notify(waiting.reservation_id, ReservationState.EXPIRED, "waitlist")
-        nodes, compartments = self._fleet_now()
+        nodes, compartments, _ = self._fleet_now()
         for site_id in {site for site, _priority in self.allocator.waiting}:
             while (decision := self.allocator.next_waiting(site_id, nodes, compartments, self._clock())) is not None:
                 assert decision.node_id is not None and decision.compartment_id is not None
@@ -405,7 +435,22 @@ class Reservations:
     ) -> tuple[int, dict[str, Any]]:
         now = self._now()
         reservation_id = f"res-{uuid.uuid4().hex}"
-        nodes, compartments = self._fleet_now()
+        nodes, compartments, capacities = self._fleet_now()
+        capacity = capacities.get(request.site, 0)
+        quota = site_quota(capacity, self.limits.site_quota_share, key.quota_per_site)
+        holding = self.store.holding(key.partner, request.site)
+        over_quota = quota_refusal(key.partner, request.site, holding, quota)
+        if over_quota is not None:
+            log.info(
+                "reservation refused over quota partner=%s site=%s holding=%d quota=%d capacity=%d "
+                "action=none (the partner waits for its reservations to be deposited, cancelled or expire)",
+                key.partner,
+                request.site,
+                holding,
+                quota,
+                capacity,
+            )
+            return 409, {"detail": over_quota, "quota": quota, "holding": holding}
         wait_until = self._clock() + request.wait_s if request.wait_s else None
         decision = self.allocator.request(
             Request(reservation_id, request.site, request.size, request.priority, wait_until),
@@ -463,16 +508,19 @@ class Reservations:
         )
         self._commands.send(command, functools.partial(self._on_reserve_result, reservation.reservation_id))
 
-    def _fleet_now(self) -> tuple[list[NodeCondition], list[Compartment]]:
-        """Every node with a site, and its compartments that no active reservation holds."""
+    def _fleet_now(self) -> tuple[list[NodeCondition], list[Compartment], dict[str, int]]:
+        """Every node with a site, its compartments that no active reservation holds, and each site's capacity
+        (compartments whatever their state: the base of the per-partner quota)."""
         now = self._clock()
         booked = self._booked
         nodes: list[NodeCondition] = []
         compartments: list[Compartment] = []
+        capacities: dict[str, int] = {}
         for record in self.fleet.records():
             site = record.birth.site
             if site is None:
                 continue
+            capacities[site] = capacities.get(site, 0) + len(record.birth.compartments)
             battery = record.telemetry.battery.soc_pct if record.telemetry is not None else 0.0
             nodes.append(
                 NodeCondition(
@@ -489,7 +537,7 @@ class Reservations:
                 for c in record.birth.compartments
                 if (record.node_id, c.id) not in booked
             )
-        return nodes, compartments
+        return nodes, compartments, capacities
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

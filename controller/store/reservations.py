@@ -9,6 +9,7 @@ created 0600 (see :mod:`schemas.private_files`). Codes are never stored: a repla
 
 import json
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -44,6 +45,8 @@ class ReservationState(StrEnum):
 ACTIVE_STATES = frozenset({ReservationState.PENDING, ReservationState.HELD, ReservationState.DEPOSITED})
 """States in which a reservation holds its compartment."""
 _ACTIVE = sorted(state.value for state in ACTIVE_STATES)
+QUOTA_STATES = frozenset({ReservationState.WAITLISTED, ReservationState.PENDING, ReservationState.HELD})
+"""States that count against a partner's per-site quota: asked for or held, and still empty."""
 
 
 reservations = sa.Table(
@@ -74,6 +77,7 @@ sa.Index(
     sqlite_where=reservations.c.state.in_(_ACTIVE),
     postgresql_where=reservations.c.state.in_(_ACTIVE),
 )
+sa.Index("reservations_by_partner_site_state", reservations.c.partner, reservations.c.site_id, reservations.c.state)
 
 api_keys = sa.Table(
     "api_keys",
@@ -84,6 +88,8 @@ api_keys = sa.Table(
     sa.Column("sites", sa.Text, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("revoked", sa.Boolean, nullable=False, default=False),
+    sa.Column("priorities", sa.Text, nullable=False, server_default="0"),
+    sa.Column("quota_per_site", sa.Integer),
 )
 
 idempotency = sa.Table(
@@ -171,6 +177,10 @@ class ApiKey:
     key_id: str
     partner: str
     sites: frozenset[str]
+    priorities: frozenset[int] = frozenset({0})
+    """Request priorities the key may use."""
+    quota_per_site: int | None = None
+    """Reservations the partner may keep per site with this key; None: the controller's share of the site."""
 
 
 CODE_FIELDS = ("deposit_code", "pickup_code")
@@ -312,10 +322,29 @@ class ReservationStore:
         with self.engine.connect() as db:
             return [_reservation(r._mapping) for r in db.execute(query.order_by(reservations.c.created_at))]
 
+    def holding(self, partner: str, site_id: str) -> int:
+        """How many of ``partner``'s reservations at ``site_id`` are pending, held or waitlisted (its quota's use)."""
+        states = [s.value for s in QUOTA_STATES]
+        query = sa.select(sa.func.count()).where(
+            reservations.c.partner == partner, reservations.c.site_id == site_id, reservations.c.state.in_(states)
+        )
+        with self.engine.connect() as db:
+            return int(db.execute(query).scalar_one())
+
     # -- courier API keys -----------------------------------------------------------------------------------
 
-    def create_api_key(self, partner: str, sites: set[str], now: datetime) -> str:
-        """A new key for ``partner`` scoped to ``sites``; the returned token is shown once, only its hash is kept."""
+    def create_api_key(
+        self,
+        partner: str,
+        sites: set[str],
+        now: datetime,
+        *,
+        priorities: Iterable[int] = (0,),
+        quota_per_site: int | None = None,
+    ) -> str:
+        """A new key for ``partner`` scoped to ``sites``, allowed ``priorities`` and at most ``quota_per_site``
+        reservations per site (None: the controller's default); the returned token is shown once, only its hash is
+        kept."""
         new = api_tokens.issue(PARTNER_TOKEN_PREFIX)
         with self.engine.begin() as db:
             db.execute(
@@ -326,6 +355,8 @@ class ReservationStore:
                     sites=",".join(sorted(sites)),
                     created_at=now,
                     revoked=False,
+                    priorities=",".join(str(int(p)) for p in sorted(set(priorities))),
+                    quota_per_site=quota_per_site,
                 )
             )
         return new.token
@@ -339,7 +370,13 @@ class ReservationStore:
         row = api_tokens.find(self.engine, api_keys, PARTNER_TOKEN_PREFIX, token)
         if row is None:
             return None
-        return ApiKey(row.key_id, row.partner, frozenset(s for s in row.sites.split(",") if s))
+        return ApiKey(
+            row.key_id,
+            row.partner,
+            frozenset(s for s in row.sites.split(",") if s),
+            frozenset(int(p) for p in row.priorities.split(",") if p),
+            row.quota_per_site,
+        )
 
     # -- idempotency ----------------------------------------------------------------------------------------
 

@@ -72,7 +72,9 @@ def start(start_controller: ControllerFactory, tmp_path: Path, **settings: Any) 
 def test_a_thousand_racing_requests_get_exactly_the_capacity_and_repeats_get_the_same_answers(
     start_controller: ControllerFactory, mosquitto: Mosquitto, influx: InfluxClient, tmp_path: Path
 ) -> None:
-    controller, key, _ = start(start_controller, tmp_path, courier_rate_per_min=60_000, courier_burst=5000)
+    controller, key, _ = start(  # the partner may take the whole site: the crowd contends for all of it
+        start_controller, tmp_path, courier_rate_per_min=60_000, courier_burst=5000, site_quota_share=1.0
+    )
     sim = SimSettings(
         nodes=NODES,
         mqtt_url=mosquitto.url,
@@ -149,6 +151,35 @@ def test_keys_scope_and_idempotency_misuse_are_refused(
     assert reused.status_code == 422 and "different request" in reused.json()["detail"]
     paths = http.get("/openapi.json").json()["paths"]
     assert {"/v1/reservations", "/v1/reservations/{reservation_id}"} <= set(paths)
+
+
+def test_a_key_gets_only_its_priorities_a_hold_starts_near_the_arrival_and_a_partner_holds_half_a_site(
+    start_controller: ControllerFactory, mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    controller, key, _ = start(start_controller, tmp_path)  # default limits: priority 0, 48 h, half a site
+    store = controller.controller.reservation_store
+    fresh = store.create_api_key("freshco", {"centre"}, datetime.now(UTC), priorities=[0, 2], quota_per_site=1)
+
+    def post(token: str, name: str, **extra: object) -> httpx.Response:
+        return controller.http.post(
+            "/v1/reservations",
+            json=body(name) | extra,
+            headers={"Authorization": f"Bearer {token}", "Idempotency-Key": name},
+        )
+
+    with background_fleet(one_locker(mosquitto, tmp_path)):  # 8 compartments at centre
+        assert wait_until(lambda: reporting(controller), 20)
+        high = post(key, "self-declared", priority=2)
+        assert high.status_code == 403, high.text
+        assert "priority 2" in high.json()["detail"] and "--priorities" in high.json()["detail"]
+        far = post(key, "march", expected_arrival=(datetime.now(UTC) + timedelta(days=89)).isoformat())
+        assert far.status_code == 422 and "more than 48 h ahead" in far.json()["detail"]
+        crowd = [post(key, f"q{i}") for i in range(5)]
+        assert [r.status_code for r in crowd] == [201, 201, 201, 201, 409]
+        assert "quota is 4 per site" in crowd[4].json()["detail"] and crowd[4].json()["quota"] == 4
+        assert post(fresh, "fresh-1", priority=2).status_code == 201  # granted priority 2, and room was left
+        assert post(fresh, "fresh-2", priority=2).json()["quota"] == 1  # its key's own quota
+    assert sorted(r.partner for r in store.active("centre")) == ["freshco"] + ["parcelco"] * 4
 
 
 def test_deposit_through_the_api_then_pickup_with_the_code_at_the_locker(
