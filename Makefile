@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-tools lint services lock schemas clean
+.PHONY: demo shell test test-tools lint services lock schemas clean
 
 $(BIN)/.installed: pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required; set PYTHON=python3.11")'
@@ -30,6 +30,11 @@ services:
 
 demo: services $(BIN)/.installed
 	$(BIN)/lockerfleet demo
+
+## shell: an interactive shell with .venv active, so `lockerfleet` is on the PATH (exit leaves it)
+shell: $(BIN)/.installed
+	@echo "lockerfleet is on the PATH in this shell ($(abspath $(BIN))); exit to leave it"
+	@VIRTUAL_ENV="$(abspath $(VENV))" PATH="$(abspath $(BIN)):$$PATH" $${SHELL:-/bin/sh} -i
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .

@@ -17,6 +17,12 @@ pytestmark = pytest.mark.integration
 DEMO = [sys.executable, "-c", "from controller.cli import main; raise SystemExit(main())", "demo", "--nodes=3"]
 
 
+def without_venv_on_path() -> dict[str, str]:
+    """This environment as after `make demo` in a fresh terminal: the venv's bin directory is not on the PATH."""
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and not p.startswith(sys.prefix)]
+    return os.environ | {"PATH": os.pathsep.join(path)}
+
+
 def run_demo(run_dir: Path, duration_s: float) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*DEMO, f"--run-dir={run_dir}", f"--duration-s={duration_s}", "--http-port=0"],
@@ -24,6 +30,7 @@ def run_demo(run_dir: Path, duration_s: float) -> subprocess.CompletedProcess[st
         text=True,
         timeout=90,
         check=False,
+        env=without_venv_on_path(),
     )
 
 
@@ -51,6 +58,7 @@ def test_demo_walks_a_parcel_through_a_reservation_as_a_courier_partner(tmp_path
     assert re.search(r"-> 200 in \d+ ms +state=picked_up\n", walk), walk
     assert "courier     walk done" in walk
     assert key_id(out, "operator") and key_id(out, "partner")
+    assert "`lockerfleet` is not on your PATH: `source .venv/bin/activate` (or `make shell`) puts it there" in out
     rows = [int(m) for m in re.findall(r"telemetry rows in InfluxDB (\d+)", out)]
     assert rows and rows[-1] > 0 and rows == sorted(rows)
     assert "no operator key" not in run.stderr  # the demo issues its key before the controller looks

@@ -1,6 +1,7 @@
 """compose.yaml, the Dockerfile and the locker's systemd unit can't run here, so they are checked statically."""
 
 import configparser
+import json
 import re
 import shlex
 import tomllib
@@ -11,6 +12,8 @@ import yaml
 
 from controller.cli import AGENT_COMMANDS as FORWARDED
 from controller.cli import COMMANDS
+from controller.devstack.demo import SITES_FILE
+from controller.reservations.service import sites_from
 from controller.settings import ControllerSettings
 from node_agent.cli import COMMANDS as AGENT_COMMANDS
 from node_agent.settings import AgentSettings
@@ -105,3 +108,43 @@ def test_the_locker_unit_starts_an_installed_agent_with_real_settings() -> None:
         assert variable.removeprefix("LOCKERFLEET_").lower() in fields, variable
     data_dir = f"/var/lib/{service['StateDirectory']}"
     assert settings["LOCKERFLEET_DATA_DIR"] == service["WorkingDirectory"] == data_dir
+
+
+def test_the_compose_controller_reads_the_shipped_sites_file_and_the_keys_hint_names_one_of_its_sites() -> None:
+    compose = _compose()
+    controller = compose["services"]["controller"]
+    target = controller["environment"]["LOCKERFLEET_SITES_FILE"]
+    [mounted] = [c for c in controller["configs"] if c["target"] == target]
+    shipped = (ROOT / compose["configs"][mounted["source"]]["file"]).resolve()
+    assert shipped == SITES_FILE.resolve()  # the demo's sites: one file for both
+    sites = sites_from(json.loads(shipped.read_text()))
+    assert len(sites) >= 2
+    hints = re.findall(r"keys --partner \S+ --sites '(\[.*?\])'", (ROOT / "compose.yaml").read_text())
+    assert hints
+    assert all(set(json.loads(hint)) <= set(sites) for hint in hints), hints
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def test_the_readme_says_where_grafana_listens_how_to_log_in_and_how_to_provision_it_without_compose() -> None:
+    section = _readme_section("Grafana")
+    grafana = _compose()["services"]["grafana"]
+    published = grafana["ports"][0].split(":")[0]
+    assert section.count(f"http://localhost:{published}") == 2  # with compose and without
+    assert "GRAFANA_ADMIN_PASSWORD" in grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+    assert "`admin` with the password in\n  `GRAFANA_ADMIN_PASSWORD`" in section
+    assert "the first login is `admin` / `admin`" in section
+    mounts = dict(volume.split(":")[:2] for volume in grafana["volumes"])
+    provisioning, dashboards = mounts["./grafana/provisioning"], mounts["./grafana/dashboards"]
+    assert f"sudo cp -r grafana/provisioning/. {provisioning}/" in section
+    assert f"sudo cp grafana/dashboards/*.json {dashboards}/" in section
+    provider = yaml.safe_load((ROOT / "grafana/provisioning/dashboards/lockerfleet.yaml").read_text())
+    assert provider["providers"][0]["options"]["path"] == dashboards
+    datasource = (ROOT / "grafana/provisioning/datasources/influxdb.yaml").read_text()
+    for variable in set(re.findall(r"\$\{(LOCKERFLEET_\w+)\}", datasource)):
+        assert f"{variable}=" in section, variable  # the native install sets each one
