@@ -155,7 +155,10 @@ COMMANDS: dict[str, Command] = {
         "revoke a partner's or an operator's API key by its id", RevokeKeySettings, _revoke_key, ("controller",)
     ),
     "demo": Command(
-        "start a local broker and a simulated fleet, open a door", DemoSettings, _run_demo, ("agent", "controller")
+        "run broker, InfluxDB, controller and a simulated fleet; walk a courier reservation",
+        DemoSettings,
+        _run_demo,
+        ("agent", "controller"),
     ),
 }
 
