@@ -6,8 +6,10 @@ updating) and the actions it returns are carried out. A node's ``ota`` report co
 once, so a threshold breach aborts within that report, not at the next tick.
 
 Every change is stored before anything is published: the rollout's document and the update commands it is about to
-send go into the store in one transaction, then the commands go out. A controller that stops mid-rollout resumes
-from the store; a command that was stored but never published times out at its node's step timeout and is retried.
+send go into the store in one transaction, then the commands go out. A report that leads to an action (an abort, a
+cancel, a rollback, the next wave) is stored at once; one that only moves its node is stored with the next tick. A
+controller that stops mid-rollout resumes from the store; a command that was stored but never published (or a report
+not yet stored) ends in the node's step timeout, and the node is retried.
 Every update command is new (a new id per attempt); ``rollout_commands`` maps it to its node and attempt, so a late
 report of an earlier attempt is told apart.
 """
@@ -17,21 +19,22 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from controller.commands.service import Commands
-from controller.fleet.registry import Fleet, NodeRecord
-from controller.fleet.registry import NodeState as Liveness
+from controller.fleet.registry import Fleet
 from controller.influx.lineproto import firmware_line, rollout_line
 from controller.releases.catalog import find
 from controller.releases.http import artifact_path
 from controller.rollouts.actions import Aborted, Action, Cancel, Completed, DispatchUpdate, Rollback, WaveAdvanced
 from controller.rollouts.engine import Rollout
 from controller.rollouts.errors import CorruptStateError, RolloutError
+from controller.rollouts.fleet_view import UpdatingNodes, fleet_facts
 from controller.rollouts.policy import RolloutPolicy
 from controller.rollouts.progress import ACTIVE, Phase
 from controller.rollouts.targeting import NodeFacts, Target
@@ -41,22 +44,10 @@ from schemas.semver import SemVer
 
 log = logging.getLogger(__name__)
 
-UNASSIGNED_SITE: Final = "unassigned"
-"""The site of a node whose birth names none (they share one K limit)."""
 LINE_EVERY_S: Final = 30.0
 """A running rollout's progress is written to InfluxDB on every change and at least this often."""
 FOLLOWED: Final = frozenset({*ACTIVE, Phase.ROLLED_BACK})
 """Phases whose rollouts the runner keeps in memory: they still send commands or expect reports."""
-
-
-class UpdatingNodes(Container[str]):
-    """The contention policy's ``updating`` flag: nodes some rollout has in flight (replaced whole, read anywhere)."""
-
-    def __init__(self) -> None:
-        self.nodes: frozenset[str] = frozenset()
-
-    def __contains__(self, node_id: object) -> bool:
-        return node_id in self.nodes
 
 
 @dataclass
@@ -69,27 +60,11 @@ class _Followed:
     saved: dict[str, Any]
     """The engine document last stored (a step that changed nothing stores nothing)."""
     lines_at: float = 0.0
+    dirty: bool = False
+    """A report changed it and asked for nothing: the next tick stores it."""
 
     def document(self) -> dict[str, Any]:
         return {"engine": self.saved, "extra_urls": list(self.extra_urls), "created_by": self.created_by}
-
-
-def fleet_facts(
-    records: Iterable[NodeRecord], now: float, maintenance: Container[str], updating: Container[str]
-) -> dict[str, NodeFacts]:
-    """The rollout engine's fleet snapshot, keyed by node id."""
-    return {
-        r.node_id: NodeFacts(
-            node_id=r.node_id,
-            site=r.birth.site or UNASSIGNED_SITE,
-            hardware_model=r.birth.hardware_model,
-            version=r.birth.firmware_version,
-            online=r.state(now) is Liveness.ONLINE,
-            maintenance=r.node_id in maintenance,
-            updating=r.node_id in updating,
-        )
-        for r in records
-    }
 
 
 class RolloutRunner:
@@ -126,6 +101,12 @@ class RolloutRunner:
         self.updating = UpdatingNodes()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if urlsplit(self.public_url).hostname in {"0.0.0.0", "::"}:  # noqa: S104 - recognising it, not binding it
+            log.warning(
+                "update commands would point lockers at %s action=set --public-url to this controller's address as "
+                "lockers reach it",
+                self.public_url,
+            )
         for document in store.documents(FOLLOWED):
             self._adopt(document)
         self._sent = {c.command_id: c for c in store.commands_of(self._followed)}
@@ -245,9 +226,12 @@ class RolloutRunner:
         with self._lock:
             now = self._clock()
             facts = self._facts(now)
-            for followed in [f for f in self._followed.values() if f.rollout.phase in ACTIVE]:
-                self._carry_out(followed, followed.rollout.step(_at(now), facts), now)
-                if now - followed.lines_at >= LINE_EVERY_S:
+            for followed in list(self._followed.values()):
+                active = followed.rollout.phase in ACTIVE
+                if active or followed.dirty:
+                    followed.dirty = False
+                    self._carry_out(followed, followed.rollout.step(_at(now), facts) if active else [], now)
+                if active and now - followed.lines_at >= LINE_EVERY_S:
                     self._write_progress(followed, now)
         self._write_versions(now)
 
@@ -287,7 +271,10 @@ class RolloutRunner:
                     exc,
                 )
                 return
-            self._carry_out(followed, actions, now)
+            if actions:
+                self._carry_out(followed, actions, now)
+            else:  # stored with the next tick: a report that asks for nothing need not wait for the store
+                followed.dirty = True
 
     # ----- internals -----
 
