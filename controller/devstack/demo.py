@@ -83,7 +83,7 @@ def _path_hint() -> str:
     return f"`lockerfleet` is not on your PATH: `source {shown}` (or `make shell`) puts it there"
 
 
-def _print_access(api_url: str, keys: DemoKeys, store_path: Path) -> None:
+def _print_access(api_url: str, keys: DemoKeys, store_path: Path, site: str) -> None:
     """The URLs and keys, once."""
     _say(f"HTTP API    {api_url}   (OpenAPI: {api_url}/docs, metrics: {api_url}/metrics)")
     for label, key, use in (
@@ -94,7 +94,7 @@ def _print_access(api_url: str, keys: DemoKeys, store_path: Path) -> None:
         _say(f"{label:<11} key {key.token}")
         _say(f"            ({use}; id {key.key_id}; {origin}, in {key.path})")
     _say(f'try         curl -H "Authorization: Bearer $(cat {keys.operator.path})" {api_url}/v1/nodes')
-    _say(f"admin       lockerfleet keys --store-path {store_path} --partner you --sites '[\"centre\"]'")
+    _say(f"admin       lockerfleet keys --store-path {store_path} --partner you --sites '{json.dumps([site])}'")
     if hint := _path_hint():
         _say(f"            {hint}")
 
@@ -127,7 +127,7 @@ def run_demo(settings: DemoSettings) -> int:
         )
         server, thread = _controller_server(controller)
         api_url = f"http://127.0.0.1:{port}"
-        _print_access(api_url, keys, store_path)
+        _print_access(api_url, keys, store_path, sites[0])
         sim = SimSettings(
             nodes=settings.nodes,
             mqtt_url=broker.url,
