@@ -8,6 +8,7 @@ and last will are the exception: they describe the connection itself and are bui
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -24,6 +25,8 @@ log = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S: Final = 7 * 24 * 3600
 """How long the broker keeps the node's session (and queued commands) while it is away."""
+OFFLINE_TIMEOUT_S: Final = 2.0
+"""How long a clean stop waits for the broker to take the node's offline status."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,54 @@ class LinkConfig:
     reconnect_max_s: float = 30.0
     replay_rate_per_s: float = 200.0
     window: int = 32
+
+
+class _Replay:
+    """One connection's replay of the backlog it found: one log line when it is done (or cut short), not per batch."""
+
+    def __init__(self, backlog: int) -> None:
+        self.backlog = backlog
+        self.messages = 0
+        self.first_id: int | None = None
+        self.last_id: int | None = None
+        self.started = time.monotonic()
+        self._open = backlog > 0
+
+    def sent(self, first_id: int, last_id: int, count: int) -> None:
+        """Count one acknowledged batch (outbox ids ``first_id``..``last_id``)."""
+        if self._open:
+            self.first_id = first_id if self.first_id is None else self.first_id
+            self.last_id = last_id
+            self.messages += count
+
+    def done(self, client_id: str) -> None:
+        """The outbox is empty: log the replay once."""
+        if self._open:
+            self._open = False
+            log.info(
+                "replay done client_id=%s messages=%d backlog_at_connect=%d outbox_ids=%s..%s seconds=%.1f",
+                client_id,
+                self.messages,
+                self.backlog,
+                self.first_id,
+                self.last_id,
+                time.monotonic() - self.started,
+            )
+
+    def interrupted(self, client_id: str, left: int) -> None:
+        """The connection ended before the outbox was empty: log how far the replay got."""
+        if self._open:
+            self._open = False
+            log.warning(
+                "replay cut short client_id=%s messages=%d backlog_at_connect=%d outbox_ids=%s..%s left=%d "
+                "action=none: the rest follows on the next connection",
+                client_id,
+                self.messages,
+                self.backlog,
+                self.first_id,
+                self.last_id,
+                left,
+            )
 
 
 class Link:
@@ -137,6 +188,7 @@ class Link:
             will=aiomqtt.Will(will.topic, will.payload, qos=1, retain=True),
             max_queued_incoming_messages=1000,
         )
+        client.pending_calls_threshold = self.config.window + 2  # a full window (plus status) is normal, not news
         async with client:
             # Subscribe first: the controller answers a birth at once (e.g. the node's code key), and on a new
             # session a command published before the subscription exists would be lost.
@@ -153,31 +205,56 @@ class Link:
                 redact_url(self.config.url),
                 len(self._outbox),
             )
+            replay = _Replay(len(self._outbox))
             try:
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(self._drain(client))
-                    group.create_task(self._receive(client))
-            except* aiomqtt.MqttError as errors:
-                log.warning(
-                    "connection lost client_id=%s error=%r action=reconnecting; buffering in the outbox",
-                    self.config.client_id,
-                    errors.exceptions[0],
-                )
+                await self._serve(client, replay)
+            except asyncio.CancelledError:  # a clean stop: the DISCONNECT makes the broker drop the will
+                await self._say_offline(client, will)
+                raise
             finally:
+                replay.interrupted(self.config.client_id, len(self._outbox))
                 self.connected = False
                 self._up.clear()
                 self._client = None
 
-    async def _drain(self, client: aiomqtt.Client) -> None:
+    async def _serve(self, client: aiomqtt.Client, replay: _Replay) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._drain(client, replay))
+                group.create_task(self._receive(client))
+        except* aiomqtt.MqttError as errors:
+            log.warning(
+                "connection lost client_id=%s error=%r action=reconnecting; buffering in the outbox",
+                self.config.client_id,
+                errors.exceptions[0],
+            )
+
+    async def _say_offline(self, client: aiomqtt.Client, will: Publication) -> None:
+        """Publish the will ourselves (same boot, next seq after the birth), so the node shows offline at once."""
+        try:
+            async with asyncio.timeout(OFFLINE_TIMEOUT_S):
+                await client.publish(will.topic, will.payload, qos=1, retain=will.retain)
+        except (aiomqtt.MqttError, TimeoutError) as exc:
+            log.warning(
+                "offline status not sent client_id=%s error=%r action=none: the node shows stale, then offline",
+                self.config.client_id,
+                exc,
+            )
+        else:
+            log.info("offline status published client_id=%s", self.config.client_id)
+
+    async def _drain(self, client: aiomqtt.Client, replay: _Replay) -> None:
         while True:
             items = self._outbox.peek(self.config.window, sending=True)
             if not items:
                 self._wake.clear()
                 if len(self._outbox) == 0:
+                    replay.done(self.config.client_id)
                     await self._wake.wait()
                 continue
             await asyncio.gather(*(client.publish(i.topic, i.payload, qos=i.qos, retain=i.retain) for i in items))
             self._outbox.ack(i.id for i in items)
+            replay.sent(items[0].id, items[-1].id, len(items))
             if len(items) == self.config.window:
                 # A backlog (replay after a partition): pace it so a whole site doesn't flood the broker.
                 await asyncio.sleep(len(items) / self.config.replay_rate_per_s)
