@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from controller.alerts.params import RuleSet
 
-_SITE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SITE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _BUILT_IN = RuleSet()
 
 
@@ -55,7 +55,7 @@ def parse_rules(text: str, source: str = "alerts.toml") -> RulesConfig:
     defaults = _validate(defaults_raw, {}, "defaults", problems)
     sites: dict[str, RuleSet] = {}
     for site_id, raw in sites_raw.items():
-        if not _SITE_ID.match(site_id):
+        if not _SITE_ID.fullmatch(site_id):
             problems.append(f"sites.{site_id}: not a valid site id")
             continue
         site = _validate(defaults_raw, _table(raw, f"sites.{site_id}", problems), f"sites.{site_id}", problems)

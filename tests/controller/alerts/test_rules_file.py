@@ -83,3 +83,8 @@ def test_every_problem_is_reported_once_and_an_inherited_one_only_under_defaults
         "defaults.battery.floor_pct: must be ≤ 100",
         "sites.b.thermal.max_c: must be ≤ 125",
     ]
+
+
+def test_a_site_id_with_a_trailing_newline_is_refused() -> None:
+    with pytest.raises(RulesFileError, match="centre"):
+        parse_rules('[sites."centre\\n".battery]\nfloor_pct = 20\n', "alerts.toml")
