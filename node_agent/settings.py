@@ -98,7 +98,15 @@ class SimSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
 
-    nodes: int = Field(default=20, ge=1, le=5000, description="How many simulated lockers to run.")
+    nodes: int = Field(
+        default=20,
+        ge=1,
+        description="How many simulated lockers this process runs; refused beyond what its file descriptor limit "
+        "allows (about 10 per node): spread a bigger fleet over processes with --node-offset.",
+    )
+    node_offset: int = Field(
+        default=0, ge=0, description="Number of this process's first node (sim-<offset>…), to spread a fleet."
+    )
     mqtt_url: AnyUrl = Field(default=AnyUrl("mqtt://127.0.0.1:1883"), description="Broker URL every node uses.")
     node_prefix: str = Field(default="sim", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,40}$", description="Node id prefix.")
     board_profile: Path | None = Field(default=None, description="Sim board profile TOML; default: the shipped one.")
@@ -113,3 +121,19 @@ class SimSettings(BaseSettings):
         default_factory=list, description="Sites the nodes are spread over, round robin (default: none reported)."
     )
     duration_s: float | None = Field(default=None, gt=0, description="Stop after this many seconds (default: never).")
+    firmware_version: ShortText = Field(
+        default="1.0.0", description="The release every node starts with (installed as its committed sim slot)."
+    )
+    trusted_keys_file: Path | None = Field(
+        default=None,
+        description="Release keys the nodes pin (copied into each node's data dir); without it updates are refused.",
+    )
+    ota_fail: list[NodeId] = Field(
+        default_factory=list, description="Nodes whose trial starts always fail, so their updates roll back."
+    )
+    ota_fail_share: float = Field(
+        default=0.0, ge=0, le=1, description="Share of the other nodes whose trial starts always fail (seeded)."
+    )
+    ota_gate_poll_s: float = Field(
+        default=30.0, gt=0, description="How often a deferred update asks again whether the locker is idle."
+    )

@@ -3,6 +3,10 @@
 Each node is a full :class:`~node_agent.agent.Agent` (journal, outbox, link) on a fresh gpiozero
 ``MockFactory`` whose pins are driven by simple physics: batteries drain and charge, temperature follows a
 daily cycle, doors open when their relay fires and close after a dwell, and a share of doors is jammed.
+
+Nodes install updates with the ``sim`` shim: each starts from a committed factory slot of ``--firmware-version`` and
+restarts in-process (a new agent on a fresh board) when an update switches slots; ``--ota-fail`` makes chosen nodes'
+trial starts fail. One process runs as many nodes as its file descriptor limit allows (:func:`check_capacity`).
 """
 
 import asyncio
@@ -10,54 +14,122 @@ import contextlib
 import logging
 import random
 import resource
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
+from typing import Final
 
-from node_agent.agent import Agent
+import httpx
+
+from node_agent.agent import Agent, run_restarting
 from node_agent.board import BoardProfile, default_sim_profile
 from node_agent.settings import AgentSettings, SimSettings
 from node_agent.sim import SimulatedBoard
+from node_agent.sim.ota import INJECTED_FAILURE, factory_install, failing_nodes
+from node_agent.updates import HTTP_TIMEOUT, shim_for
 from schemas.broker import redact_url
 from schemas.logs import configure
 
 log = logging.getLogger(__name__)
 
 PHYSICS_STEP_S = 1.0
+FDS_PER_NODE: Final = 10
+"""Descriptors one node holds: its MQTT socket and three SQLite stores (journal, outbox, ledger), each with its
+``-wal`` and ``-shm`` files (measured)."""
+FDS_RESERVED: Final = 200
+"""Left to the process itself: Python, the event loop, artifact downloads, logs."""
+
+
+class SimCapacityError(ValueError):
+    """More nodes were asked of one process than its file descriptor limit allows."""
+
+
+def node_capacity(fd_limit: int) -> int:
+    """How many nodes fit in a process that may open ``fd_limit`` descriptors."""
+    return max(0, (fd_limit - FDS_RESERVED) // FDS_PER_NODE)
+
+
+def check_capacity(nodes: int) -> None:
+    """Refuse, naming the limit and the ways around it, when ``nodes`` do not fit this process's descriptor limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    capacity = node_capacity(soft)
+    if nodes <= capacity:
+        return
+    raise SimCapacityError(
+        f"--nodes {nodes} needs about {nodes * FDS_PER_NODE + FDS_RESERVED:,} file descriptors ({FDS_PER_NODE} per "
+        f"node: its MQTT socket and three SQLite stores with their WAL files) but this process may open {soft:,} "
+        f"(hard limit {hard:,}), enough for {capacity:,} nodes. action=spread the fleet over processes, e.g. "
+        f"`lockerfleet-agent sim --nodes {capacity} --node-offset 0`, then `--node-offset {capacity}` and so on; "
+        "or raise the hard limit (ulimit -Hn as root, LimitNOFILE= in a systemd unit, nofile in "
+        "/etc/security/limits.conf); the simulator raises its soft limit to the hard one by itself"
+    )
 
 
 class SimFleet:
-    """The simulated nodes of one process: their boards and agents."""
+    """The simulated nodes of one process: their boards and agents (the current ones, after in-process restarts)."""
 
     def __init__(self, settings: SimSettings, schedule: Callable[[float, Callable[[], None]], object]) -> None:
-        profile: BoardProfile = (
+        check_capacity(settings.nodes)
+        self.profile: BoardProfile = (
             BoardProfile.from_toml(settings.board_profile) if settings.board_profile else default_sim_profile()
         )
         rng = random.Random(settings.seed)
         self.settings = settings
+        self._schedule = schedule
         self.loop: asyncio.AbstractEventLoop | None = None
         """The loop the agents run on (set by :meth:`run`): where to call an agent from another thread."""
+        self.http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=True)
+        """One connection pool for every node's artifact downloads."""
+        node_ids = [f"{settings.node_prefix}-{settings.node_offset + i:04d}" for i in range(settings.nodes)]
+        self.failing = failing_nodes(node_ids, settings.ota_fail, settings.ota_fail_share, random.Random(rng.random()))
+        """Nodes whose trial starts fail (``--ota-fail``)."""
+        self._rngs = [random.Random(rng.random()) for _ in node_ids]
+        self._settings = [self._agent_settings(i, node_id) for i, node_id in enumerate(node_ids)]
         self.boards: list[SimulatedBoard] = []
         self.agents: list[Agent] = []
-        for i in range(settings.nodes):
-            node_id = f"{settings.node_prefix}-{i:04d}"
-            board = SimulatedBoard(
-                profile,
-                rng=random.Random(rng.random()),
-                schedule=schedule,
-                jam_share=settings.jam_share,
-                door_dwell_s=settings.door_dwell_s,
-                power_source=settings.power_source,
-            )
-            agent_settings = AgentSettings(
-                node_id=node_id,
-                mqtt_url=settings.mqtt_url,
-                data_dir=settings.data_dir / node_id,
-                telemetry_interval_s=settings.telemetry_interval_s,
-                site=settings.sites[i % len(settings.sites)] if settings.sites else None,
-            )
-            self.boards.append(board)
-            self.agents.append(Agent(agent_settings, board.hardware))
+        for i, agent_settings in enumerate(self._settings):
+            factory_install(shim_for(agent_settings), settings.firmware_version)
+            node_keys = agent_settings.data_dir / "trusted_keys.json"  # a node's own copy: a rotation replaces it
+            if settings.trusted_keys_file is not None and not node_keys.exists():
+                shutil.copyfile(settings.trusted_keys_file, node_keys)
+            self.boards.append(self._board(i))
+            self.agents.append(self._agent(i))
+
+    def _agent_settings(self, i: int, node_id: str) -> AgentSettings:
+        settings = self.settings
+        data_dir = settings.data_dir / node_id
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return AgentSettings(
+            node_id=node_id,
+            mqtt_url=settings.mqtt_url,
+            data_dir=data_dir,
+            telemetry_interval_s=settings.telemetry_interval_s,
+            site=settings.sites[i % len(settings.sites)] if settings.sites else None,
+            ota_shim="sim",
+            firmware_version=settings.firmware_version,
+            ota_gate_poll_s=settings.ota_gate_poll_s,
+        )
+
+    def _board(self, i: int) -> SimulatedBoard:
+        return SimulatedBoard(
+            self.profile,
+            rng=self._rngs[i],
+            schedule=self._schedule,
+            jam_share=self.settings.jam_share,
+            door_dwell_s=self.settings.door_dwell_s,
+            power_source=self.settings.power_source,
+        )
+
+    def _agent(self, i: int) -> Agent:
+        settings = self._settings[i]
+        checks = (INJECTED_FAILURE,) if settings.node_id in self.failing else ()
+        return Agent(settings, self.boards[i].hardware, http=self.http, health_checks=checks)
+
+    def _restarted(self, i: int) -> Agent:
+        """Node ``i`` after an in-process restart: a fresh board (the old one was closed with its agent)."""
+        self.boards[i] = self._board(i)
+        return self._agent(i)
 
     @property
     def online(self) -> int:
@@ -67,12 +139,27 @@ class SimFleet:
     async def run(self) -> None:
         """Start every agent (spread over ``ramp_s``) and step the physics, until cancelled."""
         self.loop = asyncio.get_running_loop()
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._physics())
-            gap = self.settings.ramp_s / max(1, len(self.agents))
-            for agent in self.agents:
-                group.create_task(agent.run())
-                await asyncio.sleep(gap)
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._physics())
+                gap = self.settings.ramp_s / max(1, len(self.agents))
+                for i in range(len(self.agents)):
+                    group.create_task(self._node(i))
+                    await asyncio.sleep(gap)
+        finally:
+            await self.http.aclose()
+
+    async def _node(self, i: int) -> None:
+        """Run node ``i``, restarting it in-process whenever an update switches its slot."""
+        first = [self.agents[i]]
+
+        def build() -> Agent:
+            return first.pop() if first else self._restarted(i)
+
+        def started(agent: Agent) -> None:
+            self.agents[i] = agent
+
+        await run_restarting(build, started)
 
     async def _physics(self) -> None:
         while True:
@@ -140,17 +227,23 @@ def _run_until_cancelled(loop: asyncio.AbstractEventLoop, task: "asyncio.Task[No
     loop.close()
 
 
-def _raise_open_file_limit() -> None:
-    """Each node holds a socket and two SQLite files (with WAL): lift the soft descriptor limit to the hard one."""
+def raise_open_file_limit() -> int:
+    """Lift the soft descriptor limit to the hard one (each node holds about :data:`FDS_PER_NODE`); the new limit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft != hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def run_sim(settings: SimSettings) -> int:
-    """Run the simulated fleet until Ctrl-C, SIGTERM or ``duration_s``."""
+    """Run the simulated fleet until Ctrl-C, SIGTERM or ``duration_s``; exit code 2 when the nodes do not fit."""
     configure()
-    _raise_open_file_limit()
+    raise_open_file_limit()
+    try:
+        check_capacity(settings.nodes)
+    except SimCapacityError as exc:
+        log.error("cannot start the simulator: %s", exc)
+        return 2
     with contextlib.suppress(asyncio.CancelledError):
         asyncio.run(_serve(settings))
     return 0

@@ -17,7 +17,7 @@ class AgentThread:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
         self.loop = asyncio.new_event_loop()
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[object] | None = None
         self._started = threading.Event()
         self._closed = False
         self._thread = threading.Thread(target=self._main, name=f"agent-{agent.node_id}", daemon=True)
