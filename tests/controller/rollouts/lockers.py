@@ -8,6 +8,8 @@ from pathlib import Path
 from controller.releases import create_key, make_manifest, publish, sign
 from schemas import (
     Channel,
+    CommandResult,
+    CommandStatus,
     CompartmentInfo,
     CompartmentSize,
     OtaEvent,
@@ -93,6 +95,19 @@ class Lockers:
             bytes_total=100 if downloading else None,
         )
         self._publish(topic(command.node_id, Channel.EVENT), encode(event))
+
+    def answer(self, command: UpdateCommand, status: CommandStatus, detail: str) -> None:
+        """Publish the node's command result for ``command`` (a refusal, e.g. a signature it does not trust)."""
+        result = CommandResult(
+            node_id=command.node_id,
+            boot_id=1,
+            seq=self._next(command.node_id),
+            ts=datetime.now(UTC),
+            command_id=command.command_id,
+            status=status,
+            detail=detail,
+        )
+        self._publish(topic(command.node_id, Channel.RESULT), encode(result))
 
     def updates(self) -> list[UpdateCommand]:
         """Every update command delivered so far, in order."""

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from controller.devstack.services import Mosquitto
-from schemas import OtaState
+from schemas import CommandStatus, OtaState
 from tests.controller.rollouts.lockers import RELEASE, Lockers, published_release
 from tests.harness.controller_runner import ControllerFactory, ControllerThread
 from tests.harness.influx import InfluxClient
@@ -88,6 +88,20 @@ def test_a_failed_canary_aborts_and_no_other_node_is_sent_an_update(
     assert [(row["reason"], row["count"]) for row in failed] == [("install_failed", 1)]
     phases = influx.query(f'SELECT last("phase") FROM "rollout" WHERE "rollout" = \'{rid}\'')  # noqa: S608
     assert [row["last"] for row in phases] == ["aborted"]
+
+
+def test_a_canary_refusing_its_command_counts_as_failed(
+    start_controller: ControllerFactory, lockers: Lockers, tmp_path: Path
+) -> None:
+    controller = started(start_controller, tmp_path)
+    fleet(controller, lockers, {"n1": "a", "n2": "b"})
+    rid = create(controller)["rollout_id"]
+    (canary,) = lockers.wait_for_updates(1)
+    lockers.answer(canary, CommandStatus.REJECTED, "update: no valid signature of the pinned controller key")
+    assert wait_until(lambda: rollout(controller, rid)["phase"] == "aborted", 10)
+    failed = controller.http.get(f"/v1/rollouts/{rid}/nodes", params={"state": "failed"}).json()
+    assert [(n["node_id"], n["reason"]) for n in failed] == [(canary.node_id, "command_rejected")]
+    assert settle(controller, lockers) == 1
 
 
 def test_pause_holds_the_next_wave_until_resume(
