@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from gpiozero import MCP3008, CallbackSetToNone, Device, DigitalInputDevice, DigitalOutputDevice, Factory
+from gpiozero import (
+    MCP3008,
+    BadPinFactory,
+    CallbackSetToNone,
+    Device,
+    DigitalInputDevice,
+    DigitalOutputDevice,
+    Factory,
+    PinFactoryFallback,
+)
 from gpiozero.pins.mock import MockFactory
 
 from node_agent.board import BoardProfile, CompartmentPins, Mcp3xxxBattery, W1Temperature
@@ -186,8 +195,26 @@ class Hardware:
 
 
 def _factory(profile: BoardProfile) -> Factory:
-    """A fresh MockFactory per board (so many simulated boards share a process), else gpiozero's default."""
+    """A fresh MockFactory per board (so many simulated boards share a process), else gpiozero's default.
+
+    Raises :class:`HardwareError` in one line, with why each pin library was passed over, when none is usable.
+    """
     if profile.pin_factory == "mock":
         return MockFactory()
-    Device.ensure_pin_factory()
+    with warnings.catch_warnings(record=True) as passed_over:
+        warnings.simplefilter("always", PinFactoryFallback)
+        try:
+            Device.ensure_pin_factory()
+        except BadPinFactory as exc:
+            reasons = "; ".join(
+                str(w.message).removeprefix("Falling back from ")
+                for w in passed_over
+                if issubclass(w.category, PinFactoryFallback)
+            )
+            raise HardwareError(
+                f'no GPIO pin library is usable for pin_factory = "default" ({reasons or exc}) action=on a Raspberry '
+                "Pi install the agent extra, which brings lgpio (pip install 'lockerfleet[agent]'), and run as a "
+                'member of the gpio group; off a Pi use a profile with pin_factory = "mock" '
+                "(node_agent/profiles/sim-locker-8.toml)"
+            ) from None
     return Device.pin_factory

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from node_agent.agent import Agent, run_restarting
 from node_agent.board import BoardProfile
 from node_agent.controller_key import ControllerKeyError
-from node_agent.hardware import Hardware
+from node_agent.hardware import Hardware, HardwareError
 from node_agent.ota import RunOutcome
 from node_agent.settings import AgentSettings
 from node_agent.sim import SimulatedBoard
@@ -20,10 +20,20 @@ log = logging.getLogger(__name__)
 
 
 def build_hardware(profile: BoardProfile) -> Hardware:
-    """Real devices for a real profile; a simulated board (mock pins, modelled battery) for a sim profile."""
+    """Real devices for a real profile; for a sim profile a simulated board (mock pins, modelled battery) whose doors
+    open when their relay fires and close after a while, as ``sim``'s do (so opens succeed and it can serve
+    reservations). Raises :class:`HardwareError` when the devices can't be set up."""
     if profile.battery.kind == "sim" or profile.temperature.kind == "sim":
-        return SimulatedBoard(profile).hardware
+        return SimulatedBoard(profile, schedule=_on_running_loop).hardware
     return Hardware(profile)
+
+
+def _on_running_loop(delay_s: float, fn: Callable[[], None]) -> asyncio.TimerHandle | None:
+    """Door timers on the agent's loop, where relays fire; without a running loop (shutdown) a door stays put."""
+    try:
+        return asyncio.get_running_loop().call_later(delay_s, fn)
+    except RuntimeError:
+        return None
 
 
 async def _serve(build: Callable[[], Agent], started: Callable[[Agent], None]) -> RunOutcome | None:
@@ -54,7 +64,11 @@ def run_agent(settings: AgentSettings) -> int:
     except ValueError as exc:
         log.error("cannot start: %s action=fix the board profile", exc)
         return 2
-    hardware = build_hardware(profile)
+    try:
+        hardware = build_hardware(profile)
+    except HardwareError as exc:
+        log.error("cannot start: board profile %s: %s", settings.board_profile, exc)
+        return 2
     try:
         first = Agent(settings, hardware)
     except ControllerKeyError as exc:
