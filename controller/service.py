@@ -65,6 +65,7 @@ class Controller:
                 receive_maximum=settings.receive_maximum,
             ),
             self._on_message,
+            registry=self.metrics.registry,
         )
         self.command_link = CommandLink(
             str(settings.mqtt_url), f"{settings.client_id}-commands", settings.broker_files()

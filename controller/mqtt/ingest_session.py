@@ -5,18 +5,28 @@ all of them, and shared subscriptions get no retained births) and to telemetry a
 shared subscription, so several controller processes split the load). The session is persistent: what arrives
 while the controller is away, or was delivered but never acknowledged, is delivered again. The receive maximum
 bounds how many unacknowledged messages the broker hands over: it is the ingest buffer and its back-pressure.
+
+The protocol decisions (keep-alive, deadlines, what ends a connection) are in
+:mod:`controller.mqtt.ingest_protocol`; this thread only moves bytes. Whatever ends a connection, it is counted
+by reason, logged with what to do, and followed by a reconnect with jittered backoff: the thread only ends on
+:meth:`IngestLink.stop`.
 """
 
 import logging
+import random
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tenacity import Retrying, retry_if_exception_type, stop_when_event_set, wait_random_exponential
+from prometheus_client import CollectorRegistry
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set
 
 from controller.mqtt import wire
+from controller.mqtt.ingest_protocol import IngestProtocol, SessionError, SessionParams
+from controller.mqtt.session_metrics import SessionMetrics
 from controller.mqtt.tls_channel import TlsChannel
 from schemas import Channel, fleet_filter
 from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address, redact_url
@@ -25,6 +35,12 @@ log = logging.getLogger(__name__)
 
 AckToken = int
 """What acknowledges one QoS 1 delivery: its packet id."""
+
+CONNECT_TIMEOUT_S = 5.0
+"""TCP connect and TLS handshake must finish within this."""
+
+STOP_WAIT_S = 3.0
+""":meth:`IngestLink.stop` waits this long for the thread (a connect in progress may outlive it; nothing is lost)."""
 
 
 @dataclass(frozen=True)
@@ -38,24 +54,29 @@ class LinkSettings:
     receive_maximum: int = 20000
     session_expiry_s: int = 3600
     keepalive_s: int = 30
-
-
-class SessionRefusedError(ConnectionError):
-    """The broker answered CONNECT or SUBSCRIBE with a failure reason code."""
+    max_packet_size: int = wire.MAX_PACKET_SIZE
+    """Announced in CONNECT: the broker drops larger messages instead of sending them (see README, MQTT broker)."""
 
 
 class IngestLink:
     """Keeps the ingest session up (reconnecting with jittered backoff) and hands each delivery on."""
 
-    def __init__(self, settings: LinkSettings, on_message: Callable[[str, bytes, AckToken | None], None]) -> None:
+    def __init__(
+        self,
+        settings: LinkSettings,
+        on_message: Callable[[str, bytes, AckToken | None], None],
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.settings = settings
         self._on_message = on_message
+        self.metrics = SessionMetrics(registry or CollectorRegistry())
         broker_address(settings.url, settings.broker_files)  # unreadable files stop the controller at start
         self.connected = threading.Event()
         self._stopping = threading.Event()
         self._send_lock = threading.Lock()
         self._sock: socket.socket | TlsChannel | None = None
-        self._last_sent = 0.0
+        self._protocol: IngestProtocol | None = None
+        self._subscribed_at_attempt = 0
         self._thread = threading.Thread(target=self._run, name="mqtt-ingest", daemon=True)
 
     def filters(self) -> list[str]:
@@ -86,110 +107,164 @@ class IngestLink:
                     self._sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
-        self._thread.join(10)
+        self._thread.join(STOP_WAIT_S)
 
     def ack(self, tokens: list[AckToken]) -> None:
         """Acknowledge deliveries, in the order they arrived, in one send."""
         self._send(wire.pubacks(tokens))
 
     def _send(self, data: bytes) -> None:
+        """Send from any thread; the protocol object only learns that something went out."""
         with self._send_lock:
-            if self._sock is None:
+            if self._sock is None or self._protocol is None:
                 return  # disconnected: the broker redelivers these with the same packet ids after reconnect
             try:
                 self._sock.sendall(data)
-                self._last_sent = time.monotonic()
+                self._protocol.sent(time.monotonic())
             except OSError as exc:
                 log.warning("send failed error=%r action=reconnecting; unacknowledged messages are redelivered", exc)
 
+    def _flush(self, protocol: IngestProtocol) -> None:
+        """Send what the protocol has to say (only the session thread touches it beyond :meth:`IngestProtocol.sent`)."""
+        data = protocol.data_to_send()
+        if data:
+            self._send(data)
+
     def _run(self) -> None:
         for attempt in Retrying(
-            retry=retry_if_exception_type(OSError),
-            wait=wait_random_exponential(multiplier=0.5, max=30),
+            retry=retry_if_exception_type(Exception),
+            wait=self._wait_s,
             stop=stop_when_event_set(self._stopping),
             sleep=self._backoff,
             retry_error_callback=lambda _state: None,  # stopped while the broker was away: nothing to report
-            before_sleep=lambda state: log.warning(
-                "broker unreachable url=%s error=%r attempt=%d action=retrying with backoff; "
-                "messages wait in the controller's session",
-                redact_url(self.settings.url),
-                state.outcome.exception() if state.outcome else None,
-                state.attempt_number,
-            ),
+            before_sleep=self._dropped,
         ):
             with attempt:
-                self._session()
-                if not self._stopping.is_set():
-                    raise ConnectionResetError("the broker closed the session")
+                self._session(attempt.retry_state.attempt_number)
+
+    def _wait_s(self, state: RetryCallState) -> float:
+        """Jittered exponential backoff over the failures since the last session that got subscribed."""
+        failures = state.attempt_number - self._subscribed_at_attempt
+        return random.uniform(0, min(30.0, 0.5 * 2**failures))
 
     def _backoff(self, seconds: float) -> None:
         """Wait before reconnecting; a stop cuts the wait short."""
         self._stopping.wait(seconds)
 
-    def _session(self) -> None:
-        broker = broker_address(self.settings.url, self.settings.broker_files)  # re-read: files get renewed
-        raw = socket.create_connection((broker.host, broker.port), timeout=10)
+    def _dropped(self, state: RetryCallState) -> None:
+        """Count and log why a connection ended or could not be made."""
+        exc = state.outcome.exception() if state.outcome else None
+        reason, action = _reason_and_action(exc)
+        self.metrics.drops.labels(reason).inc()
+        log.log(
+            logging.ERROR if reason == "internal" else logging.WARNING,
+            "ingest session down url=%s reason=%s error=%s attempt=%d action=%s; messages wait in the controller's "
+            "session",
+            redact_url(self.settings.url),
+            reason,
+            exc,
+            state.attempt_number,
+            action,
+            exc_info=exc if reason == "internal" else None,
+        )
+
+    def _session(self, attempt: int) -> None:
+        try:
+            broker = broker_address(self.settings.url, self.settings.broker_files)  # re-read: files get renewed
+        except (OSError, ValueError) as exc:
+            raise SessionError(
+                "broker_files",
+                f"the broker files could not be read: {exc}",
+                "check --mqtt-ca-file, --mqtt-cert-file, --mqtt-key-file and --mqtt-password-file",
+            ) from exc
+        try:
+            raw = socket.create_connection((broker.host, broker.port), timeout=CONNECT_TIMEOUT_S)
+        except OSError as exc:
+            raise _UnreachableError(exc) from exc
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        raw.settimeout(self.settings.keepalive_s / 2)
         try:
             sock = raw if broker.tls is None else TlsChannel(raw, broker.tls, broker.host)
         except BaseException:
             raw.close()
             raise
-        parser = wire.Parser()
+        params = SessionParams(
+            client_id=self.settings.client_id,
+            filters=self.filters(),
+            keepalive_s=self.settings.keepalive_s,
+            session_expiry_s=self.settings.session_expiry_s,
+            receive_maximum=self.settings.receive_maximum,
+            max_packet_size=self.settings.max_packet_size,
+            username=broker.username,
+            password=broker.password,
+        )
+        unknown = self.metrics.unknown_packets
+        protocol = IngestProtocol(params, time.monotonic(), lambda kind: unknown.labels(kind).inc())
+        raw.settimeout(min(1.0, max(protocol.keepalive_s, 1) / 4))
         with self._send_lock:
             self._sock = sock
+            self._protocol = protocol
         try:
-            self._send(
-                wire.connect(
-                    self.settings.client_id,
-                    keepalive_s=self.settings.keepalive_s,
-                    session_expiry_s=self.settings.session_expiry_s,
-                    receive_maximum=self.settings.receive_maximum,
-                    username=broker.username,
-                    password=broker.password,
-                )
-            )
-            while not self._stopping.is_set():
-                try:
-                    data = sock.recv(1 << 18)
-                except TimeoutError:
-                    data = None
-                except OSError:
-                    if self._stopping.is_set():
-                        return  # our own DISCONNECT: a TLS peer may answer it with a reset
-                    raise
-                if data == b"":
-                    return
-                if data:
-                    self._dispatch(parser.feed(data))
-                if time.monotonic() - self._last_sent > self.settings.keepalive_s / 2:
-                    self._send(wire.PINGREQ)
+            self._flush(protocol)
+            self._serve(sock, protocol, attempt)
         finally:
             self.connected.clear()
             with self._send_lock:
                 self._sock = None
+                self._protocol = None
             sock.close()
 
-    def _dispatch(self, packets: list[wire.Packet]) -> None:
-        for packet in packets:
-            if isinstance(packet, wire.Publish):
-                self._on_message(packet.topic, packet.payload, packet.packet_id)
-            elif isinstance(packet, wire.ConnAck):
-                if packet.reason != 0:
-                    raise SessionRefusedError(f"broker refused CONNECT with reason code {packet.reason:#x}")
-                self._send(wire.subscribe(1, self.filters()))
-                log.info(
-                    "connected url=%s client_id=%s session_present=%s share_group=%s",
-                    redact_url(self.settings.url),
-                    self.settings.client_id,
-                    packet.session_present,
-                    self.settings.share_group,
+    def _serve(self, sock: socket.socket | TlsChannel, protocol: IngestProtocol, attempt: int) -> None:
+        while not self._stopping.is_set():
+            try:
+                data = sock.recv(1 << 18)
+            except TimeoutError:
+                data = None
+            except OSError:
+                if self._stopping.is_set():
+                    return  # our own DISCONNECT: a TLS peer may answer it with a reset
+                raise
+            if data == b"":
+                if self._stopping.is_set():
+                    return
+                raise SessionError(
+                    "connection_closed",
+                    "the broker closed the connection without a DISCONNECT",
+                    "reconnecting; see the broker's log (an ACL or client id conflict, or a restart)",
                 )
-            elif isinstance(packet, wire.SubAck):
-                refused = [f for f, r in zip(self.filters(), packet.reasons, strict=False) if r >= 0x80]
-                if refused:
-                    raise SessionRefusedError(f"broker refused subscriptions {refused}; check the broker's ACL")
-                self.connected.set()
-            elif isinstance(packet, wire.Disconnect):
-                raise ConnectionResetError(f"broker sent DISCONNECT with reason code {packet.reason:#x}")
+            now = time.monotonic()
+            if data:
+                for packet in protocol.receive(data, now):
+                    self._on_message(packet.topic, packet.payload, packet.packet_id)
+                if protocol.subscribed and not self.connected.is_set():
+                    self._subscribed(protocol, attempt)
+            protocol.poll(now)
+            self._flush(protocol)
+
+    def _subscribed(self, protocol: IngestProtocol, attempt: int) -> None:
+        self._subscribed_at_attempt = attempt
+        self.connected.set()
+        log.info(
+            "connected url=%s client_id=%s session_present=%s share_group=%s keepalive_s=%d",
+            redact_url(self.settings.url),
+            self.settings.client_id,
+            protocol.connack.session_present if protocol.connack else None,
+            self.settings.share_group,
+            protocol.keepalive_s,
+        )
+
+
+class _UnreachableError(ConnectionError):
+    """No TCP connection to the broker."""
+
+
+def _reason_and_action(exc: BaseException | None) -> tuple[str, str]:
+    """The metric label and the log's action for what ended a connection attempt."""
+    if isinstance(exc, SessionError):
+        return exc.reason, exc.action
+    if isinstance(exc, ssl.SSLError):
+        return "tls", "check the broker's certificate against --mqtt-ca-file (and the client certificate, if needed)"
+    if isinstance(exc, _UnreachableError):
+        return "unreachable", "retrying with backoff; check that the broker is up and reachable at this URL"
+    if isinstance(exc, OSError):
+        return "connection_lost", "reconnecting; unacknowledged messages are redelivered"
+    return "internal", "reconnecting; report this bug with the traceback below"
