@@ -138,10 +138,9 @@ class WorkOrderBook:
         node_id = self._critical.pop(alert_id, None)
         if node_id is not None:
             self._critical_by_node[node_id].discard(alert_id)
-        order_id = self._by_alert.get(alert_id)
-        if order_id is None or alert_id not in self._orders[order_id].active_alert_ids:
+        order = self._orders.get(self._by_alert.get(alert_id, ""))
+        if order is None or not order.is_open or alert_id not in order.active_alert_ids:
             return []
-        order = self._orders[order_id]
         order = replace(order, active_alert_ids=order.active_alert_ids - {alert_id})
         if not order.active_alert_ids and order.evidence is None:
             if order.state not in _ACTED:
