@@ -136,6 +136,12 @@ class VerifyPolicy:
     """After the proof, the node must stay online with no critical alert for this long (shown by a sample)."""
     rule_kinds: Mapping[str, ProblemKind] = field(default_factory=lambda: DEFAULT_RULE_KINDS)
 
+    def __post_init__(self) -> None:
+        if not 0 < self.soc_jump_pct <= 100:
+            raise SwapQueueError(f"soc_jump_pct={self.soc_jump_pct}: it must be in (0, 100] percentage points")
+        if self.healthy_for_s < 0:
+            raise SwapQueueError(f"healthy_for_s={self.healthy_for_s}: it must be ≥ 0 seconds")
+
 
 @dataclass(frozen=True, slots=True)
 class WorkOrder:

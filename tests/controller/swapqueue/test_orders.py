@@ -13,6 +13,7 @@ from controller.swapqueue import (
     OrderState,
     ProblemKind,
     Severity,
+    SwapQueueError,
     TelemetrySample,
     UnknownWorkOrderError,
     VerifyPolicy,
@@ -273,3 +274,9 @@ def test_a_book_resumed_from_stored_orders_and_last_samples_carries_on() -> None
     assert resumed.get(order_id).state is OrderState.VERIFIED
     assert len(resumed.on_alert(alert("a9", at=3000.0))) == 1
     assert len(resumed.open_orders()) == 1
+
+
+@pytest.mark.parametrize(("jump", "hold", "named"), [(0.0, 60.0, "soc_jump_pct"), (30.0, -1.0, "healthy_for_s")])
+def test_a_bad_policy_is_refused_with_the_setting_named(jump: float, hold: float, named: str) -> None:
+    with pytest.raises(SwapQueueError, match=named):
+        VerifyPolicy(soc_jump_pct=jump, healthy_for_s=hold)
