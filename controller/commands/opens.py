@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from controller.commands.rate_limit import KeyedLimits, TokenBucket
-from controller.commands.service import Commands
+from controller.commands.service import CommandNotSentError, Commands
 from controller.fleet.registry import Fleet, NodeState
 from controller.influx.lineproto import courier_open_line
 from controller.ingest.log_throttle import Throttle
@@ -161,7 +161,14 @@ class Opens:
         self._spend_token(requested_by)
         wait_s = timeout_s or self._default_timeout_s
         command = self._commands.open(node_id, compartment, wait_s, reservation)
-        result = await self._commands.request(command, wait_s)
+        try:
+            result = await self._commands.request(command, wait_s)
+        except CommandNotSentError as exc:
+            raise OpenRefusedError(
+                Refusal.BROKER_DOWN,
+                f"the open could not be handed to the MQTT broker ({exc}), so it will not run; retry shortly "
+                "(operators: see /healthz and the controller's log)",
+            ) from exc
         round_trip_s = time.perf_counter() - started
         self._record(command.command_id, node_id, result, round_trip_s, requested_by)
         if result is None:

@@ -46,11 +46,18 @@ _IDS = uuid.UUID("5f8d3c2e-7a41-4b0e-9c55-2f1d6a8e4b10")
 """Namespace of the deterministic command ids (a re-sent reserve must carry the id of the first)."""
 
 
+class CommandNotSentError(ConnectionError):
+    """The command surely never left the controller (an open answers 503); it will not run."""
+
+
 class Publisher(Protocol):
     """Where commands go: the MQTT command publisher (:class:`controller.mqtt.publisher.CommandLink`)."""
 
     def publish(self, topic: str, payload: bytes, expiry_s: float) -> None:
-        """Publish at QoS 1; the broker drops it once ``expiry_s`` passed undelivered."""
+        """Publish at QoS 1; the broker drops it once ``expiry_s`` passed undelivered.
+
+        Returning means sent or queued to be sent on reconnect; :class:`CommandNotSentError` means surely not sent.
+        """
 
 
 class Commands:
@@ -173,11 +180,19 @@ class Commands:
         return sign_command(command, self._signer)
 
     def send(self, command: Command, on_result: ResultHandler | None = None) -> None:
-        """Publish ``command``; its results go to ``on_result`` until a final one or until it expires."""
+        """Publish ``command``; its results go to ``on_result`` until a final one or until it expires.
+
+        Raises :class:`CommandNotSentError` (and follows nothing) when the command surely was not sent.
+        """
         if on_result is not None:
             self.track(command.command_id, on_result, command.expires_at)
         ttl = (command.expires_at - command.issued_at).total_seconds()
-        self._publisher.publish(topic(command.node_id, Channel.COMMAND), encode(command), ttl)
+        try:
+            self._publisher.publish(topic(command.node_id, Channel.COMMAND), encode(command), ttl)
+        except CommandNotSentError:
+            with self._lock:
+                self._handlers.pop(command.command_id, None)
+            raise
 
     def track(self, command_id: str, on_result: ResultHandler, until: datetime) -> None:
         """Route results of ``command_id`` to ``on_result`` (also for commands sent before a restart)."""
