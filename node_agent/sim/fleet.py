@@ -99,7 +99,7 @@ class SimFleet:
     def _agent_settings(self, i: int, node_id: str) -> AgentSettings:
         settings = self.settings
         data_dir = settings.data_dir / node_id
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         return AgentSettings(
             node_id=node_id,
             mqtt_url=settings.mqtt_url,
