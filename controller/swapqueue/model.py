@@ -50,16 +50,16 @@ class ProblemKind(StrEnum):
 
 DEFAULT_RULE_KINDS: Mapping[str, ProblemKind] = MappingProxyType(
     {
-        "battery_time_to_empty": ProblemKind.BATTERY_SWAP,
-        "battery_floor": ProblemKind.BATTERY_SWAP,
-        "battery_cycle_life": ProblemKind.PACK_REPLACEMENT,
-        "compartment_jam": ProblemKind.FIELD_REPAIR,
+        "battery_swap": ProblemKind.BATTERY_SWAP,
+        "battery_replace": ProblemKind.PACK_REPLACEMENT,
+        "compartment_jammed": ProblemKind.FIELD_REPAIR,
         "lock_fault": ProblemKind.FIELD_REPAIR,
         "door_switch_wear": ProblemKind.FIELD_REPAIR,
-        "enclosure_temperature": ProblemKind.FIELD_REPAIR,
+        "temp_out_of_band": ProblemKind.FIELD_REPAIR,
     }
 )
-"""Which alert rules send a technician, and for what. Alerts of other rules create no work order."""
+"""Which alert rules send a technician, and for what (keys are ``controller.alerts.RuleName`` values). Alerts of
+other rules create no work order."""
 
 
 class OrderState(StrEnum):

@@ -2,7 +2,9 @@
 
 import pytest
 
+from controller.alerts import RuleName
 from controller.swapqueue import (
+    DEFAULT_RULE_KINDS,
     ActionOrderError,
     AlertNotice,
     CancelReason,
@@ -27,7 +29,7 @@ POLICY = VerifyPolicy(soc_jump_pct=30.0, healthy_for_s=HOLD)
 
 def alert(
     alert_id: str = "a1",
-    rule: str = "battery_time_to_empty",
+    rule: str = "battery_swap",
     node: str = "n1",
     severity: Severity = Severity.WARNING,
     hours: float | None = 5.0,
@@ -72,15 +74,20 @@ def test_an_alert_opens_one_order_and_a_repeat_refreshes_it() -> None:
 def test_other_problem_kinds_of_the_same_node_get_their_own_order() -> None:
     book = WorkOrderBook(POLICY)
     book.on_alert(alert("a1"))
-    book.on_alert(alert("a2", rule="compartment_jam"))
-    book.on_alert(alert("a3", rule="battery_cycle_life"))
+    book.on_alert(alert("a2", rule="compartment_jammed"))
+    book.on_alert(alert("a3", rule="battery_replace"))
     assert sorted(o.kind for o in book.open_orders()) == sorted(ProblemKind)
 
 
 def test_an_alert_of_a_rule_that_sends_no_technician_opens_no_order() -> None:
     book = WorkOrderBook(POLICY)
-    assert book.on_alert(alert("a1", rule="uncommanded_door_open")) == []
+    assert book.on_alert(alert("a1", rule="uncommanded_open")) == []
     assert book.orders == {}
+
+
+def test_every_rule_that_sends_a_technician_is_one_the_alert_engine_emits() -> None:
+    assert set(DEFAULT_RULE_KINDS) <= {r.value for r in RuleName}
+    assert {DEFAULT_RULE_KINDS[r] for r in ("battery_swap", "battery_replace", "lock_fault")} == set(ProblemKind)
 
 
 def test_done_alone_never_closes_the_order() -> None:
@@ -128,7 +135,7 @@ def test_a_new_pack_is_proof_for_a_swap_and_a_replacement(
 ) -> None:
     book = WorkOrderBook(POLICY)
     swap = book.on_alert(alert("a1"))[0].order.order_id
-    worn = book.on_alert(alert("a2", rule="battery_cycle_life"))[0].order.order_id
+    worn = book.on_alert(alert("a2", rule="battery_replace"))[0].order.order_id
     book.observe(sample(1100.0, 20.0, cycles=before[0], pack=before[1]))
     book.observe(sample(1200.0, 25.0, cycles=after[0], pack=after[1]))
     book.observe(sample(1200.0 + HOLD, 25.0, cycles=after[0], pack=after[1]))
@@ -139,7 +146,7 @@ def test_a_new_pack_is_proof_for_a_swap_and_a_replacement(
 
 def test_a_soc_jump_is_no_proof_that_a_worn_pack_was_replaced() -> None:
     book = WorkOrderBook(POLICY)
-    order_id = book.on_alert(alert(rule="battery_cycle_life"))[0].order.order_id
+    order_id = book.on_alert(alert(rule="battery_replace"))[0].order.order_id
     book.observe(sample(1100.0, 10.0, cycles=900))
     book.observe(sample(1200.0, 95.0, cycles=900))
     book.observe(sample(1200.0 + HOLD, 95.0, cycles=900))
@@ -201,13 +208,13 @@ def test_a_battery_alert_resolving_after_arrival_still_waits_for_proof() -> None
 
 def test_a_field_repair_is_proven_by_its_alert_resolving_after_arrival_and_a_healthy_hold() -> None:
     book = WorkOrderBook(POLICY)
-    order_id = book.on_alert(alert("j1", rule="compartment_jam"))[0].order.order_id
+    order_id = book.on_alert(alert("j1", rule="compartment_jammed"))[0].order.order_id
     book.assign(order_id, "tech-a", 1100.0)
     book.arrive(order_id, "tech-a", 1200.0)
     book.observe(sample(1250.0, 50.0))
     assert kinds(book.on_alert_resolved("j1", 1300.0)) == [EventKind.FIX_SEEN]
     assert kinds(book.observe(sample(1400.0, 50.0))) == [EventKind.HEALTH_STARTED]
-    assert kinds(book.on_alert(alert("j2", rule="compartment_jam", at=1500.0))) == [EventKind.UPDATED]
+    assert kinds(book.on_alert(alert("j2", rule="compartment_jammed", at=1500.0))) == [EventKind.UPDATED]
     assert book.get(order_id).evidence is None
     book.observe(sample(1400.0 + HOLD, 50.0))
     assert book.get(order_id).state is OrderState.ARRIVED
@@ -256,13 +263,13 @@ def test_samples_arriving_late_are_ignored() -> None:
 def test_a_book_resumed_from_stored_orders_and_last_samples_carries_on() -> None:
     book = WorkOrderBook(POLICY)
     order_id = book.on_alert(alert("a1"))[0].order.order_id
-    book.on_alert(alert("c1", rule="uncommanded_door_open", severity=Severity.CRITICAL))
+    book.on_alert(alert("c1", rule="uncommanded_open", severity=Severity.CRITICAL))
     book.observe(sample(1100.0, 5.0))
     resumed = WorkOrderBook(
         POLICY,
         orders=book.orders.values(),
         last_samples=[sample(1100.0, 5.0)],
-        critical_alerts=[alert("c1", rule="uncommanded_door_open", severity=Severity.CRITICAL)],
+        critical_alerts=[alert("c1", rule="uncommanded_open", severity=Severity.CRITICAL)],
     )
     resumed.observe(sample(1200.0, 90.0))
     resumed.observe(sample(1200.0 + HOLD, 90.0))

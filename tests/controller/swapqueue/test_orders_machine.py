@@ -33,7 +33,7 @@ from controller.swapqueue import (
 HOLD = 600.0
 POLICY = VerifyPolicy(soc_jump_pct=30.0, healthy_for_s=HOLD)
 NODES = ("n1", "n2")
-RULES = ("battery_time_to_empty", "battery_cycle_life", "compartment_jam", "uncommanded_door_open")
+RULES = ("battery_swap", "battery_replace", "compartment_jammed", "uncommanded_open")
 TECHS = ("tech-a", "tech-b")
 dts = st.sampled_from([0.0, 30.0, 200.0, 400.0, 700.0])
 
