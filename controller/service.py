@@ -35,6 +35,10 @@ from schemas.codes import node_key
 
 log = logging.getLogger(__name__)
 
+STOP_FLUSH_S = 2.0
+"""At stop, time to store and acknowledge what is buffered (SIGTERM ends the process within 5 s; the rest waits on
+the broker, unacknowledged, for the next start)."""
+
 
 class Controller:
     """One controller process: call :meth:`start`, serve, then :meth:`stop`."""
@@ -184,7 +188,7 @@ class Controller:
         self.alerts.stop()
         self.command_link.stop()
         self.webhooks.stop()
-        self.pipeline.stop()
+        self.pipeline.stop(timeout_s=STOP_FLUSH_S)
         self.writer.close()
         self.store.close()
         self.reservation_store.close()

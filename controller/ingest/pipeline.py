@@ -72,14 +72,19 @@ class WritePipeline(Generic[T]):
             return self._seen.contains(key)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Write what is buffered (within ``timeout_s``), then stop; unwritten messages stay unacknowledged."""
+        """Write what is buffered, then stop, all within ``timeout_s``; unwritten messages stay unacknowledged.
+
+        Past half the time the writer gives up after its current attempt; a write still hanging then (InfluxDB
+        stopped) is left to the daemon thread: nothing it carries was acknowledged.
+        """
+        deadline = time.monotonic() + timeout_s
         with self._cond:
             self._stopping = True
             self._cond.notify()
-        self._thread.join(timeout_s)
+        self._thread.join(timeout_s / 2)
         if self._thread.is_alive():
             self._writer.stop()
-            self._thread.join(5)
+            self._thread.join(max(deadline - time.monotonic(), 0.0))
 
     def _next_batch(self) -> Batch[T] | None:
         with self._cond:

@@ -39,7 +39,7 @@ AckToken = int
 CONNECT_TIMEOUT_S = 5.0
 """TCP connect and TLS handshake must finish within this."""
 
-STOP_WAIT_S = 3.0
+STOP_WAIT_S = 2.0
 """:meth:`IngestLink.stop` waits this long for the thread (a connect in progress may outlive it; nothing is lost)."""
 
 

@@ -67,10 +67,12 @@ class CommandLink:
         if not self.connected.wait(timeout_s):
             raise ConnectionError(f"command publisher could not connect to {self.url} within {timeout_s} s")
 
-    def stop(self) -> None:
-        """Disconnect."""
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Disconnect; wait at most ``timeout_s`` for paho's thread (a connect to an unreachable broker may hang)."""
         self._client.disconnect()
-        self._client.loop_stop()
+        stopping = threading.Thread(target=self._client.loop_stop, name="mqtt-commands-stop", daemon=True)
+        stopping.start()
+        stopping.join(timeout_s)
 
     def publish(self, topic: str, payload: bytes, expiry_s: float) -> None:
         """Publish at QoS 1; the broker discards the message if it is still undelivered after ``expiry_s``."""
