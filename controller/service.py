@@ -17,6 +17,7 @@ from controller.influx.writer import InfluxWriter
 from controller.ingest.dedup import SeenWindow
 from controller.ingest.handler import Ingest
 from controller.ingest.pipeline import WritePipeline
+from controller.kpis.job import InfluxRows, KpiJob
 from controller.metrics import Metrics
 from controller.mqtt.ingest_session import AckToken, IngestLink, LinkSettings
 from controller.mqtt.publisher import CommandLink
@@ -149,6 +150,17 @@ class Controller:
             clock=clock,
             broker_up=self.broker_up,
         )
+        self.kpis = KpiJob(
+            self.reservation_store.engine,
+            InfluxRows(str(settings.influx_url).rstrip("/"), settings.influx_db, token),
+            state_of=lambda rid: None if (r := self.reservation_store.get(rid)) is None else r.state.value,
+            nodes=lambda: len(self.fleet.records()),
+            alert_counts=self.alerts.service.counts,
+            registry=self.metrics.registry,
+            store_lines=self.pipeline.submit,
+            clock=clock,
+            every_s=settings.kpi_every_s,
+        )
         self.ingest = Ingest(
             self.fleet,
             self.store,
@@ -247,7 +259,7 @@ class Controller:
         self.commands.send(self.commands.provision_key(birth.node_id, birth.boot_id, birth.seq, key_hex))
 
     async def snapshot_fleet(self) -> None:
-        """Every ``fleet_snapshot_s``: serve the waitlists, write node counts (measurement ``fleet``)."""
+        """Every ``fleet_snapshot_s``: serve the waitlists, write node counts (``fleet``), open alerts and KPIs."""
         while True:
             await asyncio.to_thread(self.store.refresh, self.fleet)  # nodes other controllers saw
             await asyncio.to_thread(self.reservations.serve_waitlists)
@@ -263,4 +275,5 @@ class Controller:
                     )
                 ]
             )
+            await asyncio.to_thread(self.kpis.snapshot)  # open alerts by severity; the field KPIs when due
             await asyncio.sleep(self.settings.fleet_snapshot_s)

@@ -100,6 +100,11 @@ class ControllerSettings(BrokerSettings, BaseSettings):
     fleet_snapshot_s: float = Field(
         default=10.0, gt=0, description="Write node counts by state to InfluxDB (measurement fleet) this often."
     )
+    kpi_every_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Compute the field KPIs of the last day (measurement kpi, lockerfleet_kpi_* gauges) this often.",
+    )
     dead_letter_max_bytes: int = Field(
         default=4096, ge=0, le=65536, description="Bytes of a refused payload kept in the dead_letter measurement."
     )

@@ -9,6 +9,8 @@ import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from controller.kpis.figures import FieldKpis
+from controller.swapqueue.model import Event
 from schemas import CommandResult, DoorEvent, DoorState, KeypadEvent, LedgerEvent, LockState, OtaEvent, Telemetry
 from schemas.alert import AlertNotice
 
@@ -196,3 +198,54 @@ def rollout_line(
 def firmware_line(version: str, nodes: int, when_ns: int) -> str:
     """One ``firmware`` point: how many known nodes run ``version`` (from their births)."""
     return f"firmware,version={tag(version)} nodes={nodes}i {when_ns}"
+
+
+def alert_open_line(severity: str, pending: int, firing: int, when_ns: int) -> str:
+    """One ``alert_open`` point: how many alerts of one severity are pending and firing now."""
+    return f"alert_open,severity={tag(severity)} pending={pending}i,firing={firing}i {when_ns}"
+
+
+def work_order_line(e: Event) -> str:
+    """One ``work_order`` point per change of a technician's work order (the swap queue writes one per event).
+
+    Tags: node, site, kind (``battery_swap``, ``pack_replacement``, ``field_repair``), event (``created``,
+    ``assigned``, ``arrived``, ``done``, ``verified``, ``cancelled``, ...), severity and, once cancelled, cancel_reason.
+    Fields: order_id, alert_ids (comma-separated), created_at_s (the first alert, epoch seconds), duration_s (from
+    the first alert to this event: on a swap's ``verified``, its time to swap) and, where set, technician and
+    evidence. Stamped with the event's time.
+    """
+    o = e.order
+    tags = f"node={tag(o.node_id)},site={tag(o.site_id)},kind={o.kind.value},event={e.kind.value}"
+    tags += f",severity={o.severity.value}"
+    if o.cancel_reason is not None:
+        tags += f",cancel_reason={o.cancel_reason.value}"
+    fields = [
+        f"order_id={string_field(o.order_id)}",
+        f"alert_ids={string_field(','.join(o.alert_ids))}",
+        f"created_at_s={float(o.created_at)}",
+        f"duration_s={max(0.0, e.at - o.created_at)}",
+    ]
+    fields += [
+        f"{k}={string_field(v)}"
+        for k, v in (("technician", o.technician_id), ("evidence", o.evidence and o.evidence.value))
+        if v
+    ]
+    return f"work_order,{tags} {','.join(fields)} {round(e.at * 1e9)}"
+
+
+def kpi_line(k: FieldKpis, when_ns: int) -> str:
+    """One ``kpi`` point: the field KPIs of the window ending now (figures without data are left out)."""
+    fields = [f"window_s={float(k.window_s)}", f"nodes={k.nodes}i", f"alerts_raised={k.alerts_raised}i"]
+    for name in (
+        "mean_time_to_swap_s",
+        "mean_time_to_acknowledge_s",
+        "alerts_per_100_nodes_per_day",
+        "noise_share",
+        "fulfilment_mean_s",
+        "fulfilment_p90_s",
+        "sync_success_share",
+    ):
+        number = getattr(k, name)
+        if number is not None and math.isfinite(number):
+            fields.append(f"{name}={float(number)}")
+    return f"kpi {','.join(fields)} {when_ns}"
