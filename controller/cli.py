@@ -5,8 +5,11 @@ with one line naming the extra to install when its extra is missing (:mod:`schem
 """
 
 import importlib
+import json
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic_settings import BaseSettings
 
@@ -14,12 +17,17 @@ from controller.settings import (
     ControllerSettings,
     DemoSettings,
     KeySettings,
+    NewStore,
     OperatorKeySettings,
     OperatorWebhookSettings,
     RevokeKeySettings,
+    StoreLocation,
 )
 from schemas.broker import redact_url
 from schemas.cli import Command, missing_extras, parse_command_name, refusal, run_command
+
+if TYPE_CHECKING:
+    from controller.store.reservations import ReservationStore
 
 
 def _run_controller(settings: BaseSettings) -> int:
@@ -29,18 +37,76 @@ def _run_controller(settings: BaseSettings) -> int:
     return run_controller(settings)
 
 
-def _issue_key(settings: BaseSettings) -> int:
-    from controller.notify.targets import WebhookTargetError, check_webhook_url  # noqa: PLC0415
+def _missing_store(url: str) -> str | None:
+    """Where the store would be, when ``url`` holds none yet (an SQLite file that does not exist, or a database
+    without the store's tables); None when it exists."""
+    import sqlalchemy as sa  # noqa: PLC0415 - the controller extra
+
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        missing = database not in ("", ":memory:") and not Path(database).exists()
+        return str(Path(database).absolute()) if missing else None
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as db:
+            tables = set(sa.inspect(db).get_table_names())
+    finally:
+        engine.dispose()
+    return None if tables & {"alembic_version", "reservations"} else parsed.render_as_string(hide_password=True)
+
+
+def _open_store(command: str, settings: StoreLocation) -> "ReservationStore | None":
+    """The store the controller with the same settings uses; None, having said why, when there is none yet and
+    ``--create-store`` was not given (a key in a store the controller does not read would only get 401)."""
     from controller.store.reservations import ReservationStore  # noqa: PLC0415
 
+    url = settings.store_url()
+    may_create = isinstance(settings, NewStore) and settings.create_store
+    if not may_create and (where := _missing_store(url)) is not None:
+        create = "; or --create-store true to start a new one" if isinstance(settings, NewStore) else ""
+        print(
+            f"lockerfleet {command}: no store at {where}, nothing done. Give the controller's "
+            f"--store-path / LOCKERFLEET_STORE_PATH (or --reservations-url / LOCKERFLEET_RESERVATIONS_URL){create}",
+            file=sys.stderr,
+        )
+        return None
+    return ReservationStore(url)
+
+
+def _unknown_sites(settings: KeySettings) -> str | None:
+    """Why ``--sites`` does not fit the sites file, or None (also when no sites file is configured)."""
+    if settings.sites_file is None:
+        return None
+    try:
+        known = {str(site["site_id"]) for site in json.loads(settings.sites_file.read_text())}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        return f"--sites-file {settings.sites_file} is unreadable ({exc!r}); fix it or leave it out"
+    unknown = sorted(set(settings.sites) - known)
+    if not unknown:
+        return None
+    return (
+        f"--sites names {', '.join(unknown)}, not a site of {settings.sites_file} "
+        f"({', '.join(sorted(known)) or 'none'}); reservations there could only get 409"
+    )
+
+
+def _issue_key(settings: BaseSettings) -> int:
+    from controller.notify.targets import WebhookTargetError, check_webhook_url  # noqa: PLC0415
+
     assert isinstance(settings, KeySettings)
+    if (problem := _unknown_sites(settings)) is not None:
+        print(f"lockerfleet keys: {problem}. No key issued.", file=sys.stderr)
+        return 2
     if settings.webhook_url:
         try:
             check_webhook_url(settings.webhook_url, allow_private=settings.webhook_allow_private)
         except WebhookTargetError as exc:
             print(f"lockerfleet keys: --webhook-url refused, no key issued: {exc}", file=sys.stderr)
             return 2
-    store = ReservationStore(settings.store_url())
+    store = _open_store("keys", settings)
+    if store is None:
+        return 2
     try:
         token = store.create_api_key(
             settings.partner,
@@ -66,10 +132,16 @@ def _issue_key(settings: BaseSettings) -> int:
 
 
 def _issue_operator_key(settings: BaseSettings) -> int:
-    from controller.store.operators import issue_operator_key  # noqa: PLC0415
+    from controller.store.operators import OperatorStore  # noqa: PLC0415
 
     assert isinstance(settings, OperatorKeySettings)
-    token = issue_operator_key(settings.store_url(), settings.operator)
+    store = _open_store("operator-key", settings)
+    if store is None:
+        return 2
+    try:
+        token = OperatorStore(store.engine).create_key(settings.operator, datetime.now(UTC))
+    finally:
+        store.close()
     print(f"operator key for {settings.operator} (the /v1/nodes API); shown once, keep it:")
     print(token)
     return 0
@@ -78,7 +150,6 @@ def _issue_operator_key(settings: BaseSettings) -> int:
 def _operator_webhook(settings: BaseSettings) -> int:
     from controller.notify.targets import WebhookTargetError, check_webhook_url  # noqa: PLC0415
     from controller.store.alerts import AlertStore  # noqa: PLC0415
-    from controller.store.reservations import ReservationStore  # noqa: PLC0415
 
     assert isinstance(settings, OperatorWebhookSettings)
     if settings.url is not None:
@@ -87,7 +158,9 @@ def _operator_webhook(settings: BaseSettings) -> int:
         except WebhookTargetError as exc:
             print(f"lockerfleet operator-webhook: --url refused, nothing registered: {exc}", file=sys.stderr)
             return 2
-    store = ReservationStore(settings.store_url())
+    store = _open_store("operator-webhook", settings)
+    if store is None:
+        return 2
     try:
         alerts = AlertStore(store)
         if settings.remove:
@@ -110,10 +183,11 @@ def _operator_webhook(settings: BaseSettings) -> int:
 
 def _revoke_key(settings: BaseSettings) -> int:
     from controller.store.operators import OperatorStore  # noqa: PLC0415
-    from controller.store.reservations import ReservationStore  # noqa: PLC0415
 
     assert isinstance(settings, RevokeKeySettings)
-    store = ReservationStore(settings.store_url())
+    store = _open_store("revoke-key", settings)
+    if store is None:
+        return 1
     try:
         if store.revoke_api_key(settings.key_id):
             print(f"revoked courier partner key {settings.key_id}; requests with it now get 401")

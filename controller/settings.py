@@ -173,13 +173,31 @@ class StoreLocation(BaseModel):
         return self.reservations_url or reservations_sqlite_url(self.store_path)
 
 
-class KeySettings(StoreLocation, BaseSettings):
+class NewStore(StoreLocation):
+    """A store location for commands that write keys: they refuse to start a store unless told to."""
+
+    create_store: bool = Field(
+        default=False,
+        description="Start a new store if there is none at --store-path / --reservations-url; without it the "
+        "command refuses, since a key in a store the controller does not read gets 401.",
+    )
+
+
+class KeySettings(NewStore, BaseSettings):
     """Settings of ``lockerfleet keys``: issue a courier partner's API key (and register its webhook)."""
 
     model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
 
-    partner: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="The courier partner.")
+    partner: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+        description="The courier partner's name: 1 to 64 letters, digits, '_', '.' or '-', starting with a letter "
+        "or digit.",
+    )
     sites: list[str] = Field(min_length=1, description='Sites the key may reserve at, e.g. \'["centre","north"]\'.')
+    sites_file: Path | None = Field(
+        default=None,
+        description="The controller's --sites-file; when given, every --sites entry must be one of its sites.",
+    )
     webhook_url: str | None = Field(default=None, description="Where the partner receives signed reservation events.")
     webhook_allow_private: bool = Field(
         default=False, description="Accept a --webhook-url on a loopback, private, link-local or multicast address."
@@ -198,13 +216,15 @@ class KeySettings(StoreLocation, BaseSettings):
     )
 
 
-class OperatorKeySettings(StoreLocation, BaseSettings):
+class OperatorKeySettings(NewStore, BaseSettings):
     """Settings of ``lockerfleet operator-key``: issue an operator's API key (the ``/v1/nodes`` API)."""
 
     model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
 
     operator: str = Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$", description="Who holds the key (named in logs and views)."
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$",
+        description="Who holds the key (named in logs and views): 1 to 64 letters, digits, '_', '.', '@' or '-', "
+        "starting with a letter or digit.",
     )
 
 
@@ -219,18 +239,19 @@ class RevokeKeySettings(StoreLocation, BaseSettings):
     )
 
 
-class OperatorWebhookSettings(StoreLocation, BaseSettings):
+class OperatorWebhookSettings(NewStore, BaseSettings):
     """Settings of ``lockerfleet operator-webhook``: where the controller sends signed alert notifications."""
 
     model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
 
     url: str | None = Field(
-        default=None, pattern=r"^https?://", description="The endpoint's URL (required unless --remove)."
+        default=None, pattern=r"^https?://", description="The endpoint's http:// or https:// URL (unless --remove)."
     )
     name: str = Field(
         default="default",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,54}$",
-        description="Names the endpoint (several may be set).",
+        description="Names the endpoint (several may be set): 1 to 55 letters, digits, '_', '.' or '-', starting "
+        "with a letter or digit.",
     )
     remove: bool = Field(default=False, description="Stop sending to the endpoint --name.")
     webhook_allow_private: bool = Field(

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import AnyUrl, BaseModel, Field, FilePath, model_validator
 
+from schemas.cli import SettingValueError
+
 SCHEMES = {"mqtt": 1883, "mqtts": 8883}
 """Supported URL schemes and their default ports."""
 
@@ -49,14 +51,22 @@ def check_url(url: str, files: BrokerFiles = NO_BROKER_FILES) -> None:
     """Raise ValueError, saying what to change, when ``url`` and ``files`` don't make a usable broker address."""
     scheme = urlsplit(url).scheme
     if scheme not in SCHEMES:
-        raise ValueError(f"broker URL scheme {scheme!r} is not supported: use mqtt:// or mqtts://")
+        raise SettingValueError(f"broker URL scheme {scheme!r} is not supported: use mqtt:// or mqtts://", "mqtt_url")
     given = [name for name in ("ca_file", "cert_file", "key_file") if getattr(files, name) is not None]
     if scheme == "mqtt" and given:
-        raise ValueError(f"{', '.join(given)} given, but the broker URL is mqtt://: use mqtts:// to connect with TLS")
+        raise SettingValueError(
+            f"{', '.join(given)} given, but the broker URL is mqtt://: use mqtts:// to connect with TLS",
+            "mqtt_url",
+            *(f"mqtt_{name}" for name in given),
+        )
     if files.key_file is not None and files.cert_file is None:
-        raise ValueError("key_file given without cert_file: a client certificate needs both")
+        raise SettingValueError(
+            "key_file given without cert_file: a client certificate needs both", "mqtt_key_file", "mqtt_cert_file"
+        )
     if files.password_file is not None and urlsplit(url).password is not None:
-        raise ValueError("a password in the broker URL and a password_file: give only one")
+        raise SettingValueError(
+            "a password in the broker URL and a password_file: give only one", "mqtt_url", "mqtt_password_file"
+        )
 
 
 def broker_address(url: str, files: BrokerFiles = NO_BROKER_FILES) -> BrokerAddress:

@@ -12,9 +12,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
+from typing import Any
 
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings, CliApp, CliSettingsSource
+from pydantic_settings import BaseSettings, CliApp, CliSettingsSource, SettingsError
 
 
 @dataclass(frozen=True)
@@ -76,18 +77,61 @@ def run_command(prog: str, name: str, command: Command, args: Sequence[str]) -> 
         source: CliSettingsSource[BaseSettings] = CliSettingsSource(command.settings, cli_prog_name=f"{prog} {name}")
         settings = CliApp.run(command.settings, cli_args=list(args), cli_settings_source=source)
     except ValidationError as exc:
-        print(f"{prog} {name}: invalid settings:\n{describe(exc)}", file=sys.stderr)
+        print(f"{prog} {name}: invalid settings:\n{describe(exc, command.settings)}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:  # a list or object that is not JSON, from a flag or the environment
+        print(f"{prog} {name}: invalid settings:\n{describe_unparsed(exc, command.settings)}", file=sys.stderr)
         return 2
     return command.run(settings)
 
 
-def describe(exc: ValidationError) -> str:
-    """One line per invalid setting, ``name: what is wrong``, without the value given (it may hold a password)."""
+class SettingValueError(ValueError):
+    """A check across settings failed; ``settings`` names the fields to change (so the error names their flags)."""
+
+    def __init__(self, message: str, *settings: str) -> None:
+        super().__init__(message)
+        self.settings = settings
+
+
+def setting_name(settings: type[BaseSettings], field: str) -> str:
+    """How a user sets ``field``: ``--mqtt-url / LOCKERFLEET_MQTT_URL``."""
+    config = settings.model_config
+    flag = field.replace("_", "-") if config.get("cli_kebab_case") else field
+    return f"--{flag} / {config.get('env_prefix', '')}{field.upper()}"
+
+
+def describe(exc: ValidationError, settings: type[BaseSettings]) -> str:
+    """One line per invalid setting, ``--flag / LOCKERFLEET_FLAG: what is wrong``, without the value given (it may
+    hold a password or a key) and without pydantic's documentation link."""
     lines = []
     for error in exc.errors(include_url=False, include_input=False):
-        name = ".".join(str(part) for part in error["loc"]) or "settings"
-        lines.append(f"  {name}: {error['msg']}")
+        field, *inner = error["loc"] or ("",)
+        if isinstance(field, str) and field in settings.model_fields:
+            names = [setting_name(settings, field)]
+        else:
+            cause = error.get("ctx", {}).get("error")
+            names = [setting_name(settings, f) for f in getattr(cause, "settings", ())] or ["settings"]
+        where = f" (item {inner[0] + 1})" if inner and isinstance(inner[0], int) else ""
+        lines.append(f"  {' and '.join(names)}{where}: {_what_is_wrong(error, settings)}")
     return "\n".join(lines)
+
+
+def _what_is_wrong(error: Any, settings: type[BaseSettings]) -> str:
+    field = error["loc"][0] if error["loc"] else None
+    description = settings.model_fields[field].description if field in settings.model_fields else None
+    if error["type"] == "string_pattern_mismatch" and description:
+        return f"not of the expected form. {description}"  # a regular expression tells a user nothing
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def describe_unparsed(exc: SettingsError, settings: type[BaseSettings]) -> str:
+    """The line for a value that could not be parsed at all (a list or object must be JSON), naming its setting."""
+    found = re.search(r'for field "(\w+)"|encountered for (\w+):', str(exc))
+    field = next((f for f in found.groups() if f), "") if found else ""
+    if field not in settings.model_fields:
+        return f"  settings: {exc}"
+    reason = str(exc).partition(f"for {field}: ")[2] or "not valid JSON"
+    return f'  {setting_name(settings, field)}: {reason} (a list takes JSON, e.g. \'["centre","north"]\')'
 
 
 def parse_command_name(prog: str, description: str, choices: Mapping[str, str], args: Sequence[str]) -> str | None:

@@ -61,12 +61,13 @@ def test_a_flag_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_setting_is_named(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["controller", "--http-port", "70000"]) == 2
     err = capsys.readouterr().err
-    assert "invalid settings" in err and "http_port" in err and "less than or equal to 65535" in err
+    assert "invalid settings" in err and "--http-port / LOCKERFLEET_HTTP_PORT: " in err
+    assert "less than or equal to 65535" in err
 
 
 def test_agent_refuses_a_node_id_that_cannot_be_a_topic_level(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["agent", "--node-id", "a/b"]) == 2
-    assert "node_id" in capsys.readouterr().err
+    assert "--node-id / LOCKERFLEET_NODE_ID" in capsys.readouterr().err
 
 
 def test_unknown_command_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,6 +88,7 @@ def test_keys_issues_a_working_api_key_and_registers_the_webhook(
 ) -> None:
     store_path = tmp_path / "fleet.sqlite3"
     argv = ["keys", "--partner", "acme", "--sites", '["centre"]', "--store-path", str(store_path)]
+    argv += ["--create-store", "true"]  # no controller has made it yet
     # acme.example need not resolve here: the public-address check is tested in tests/controller/notify
     assert main([*argv, "--webhook-url", "https://acme.example/hooks", "--webhook-allow-private", "true"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -100,7 +102,8 @@ def test_keys_issues_a_working_api_key_and_registers_the_webhook(
 
 def test_operator_key_issues_a_working_operator_key(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     store_path = tmp_path / "fleet.sqlite3"
-    assert main(["operator-key", "--operator", "alice@ops", "--store-path", str(store_path)]) == 0
+    new_store = ["--store-path", str(store_path), "--create-store", "true"]
+    assert main(["operator-key", "--operator", "alice@ops", *new_store]) == 0
     token = capsys.readouterr().out.splitlines()[1]
     store = ReservationStore(reservations_sqlite_url(store_path))
     key = OperatorStore(store.engine).authenticate(token)
@@ -114,7 +117,8 @@ def test_revoke_key_shuts_out_a_partner_key_and_an_operator_key(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     store_path = tmp_path / "fleet.sqlite3"
-    assert main(["keys", "--partner", "acme", "--sites", '["centre"]', "--store-path", str(store_path)]) == 0
+    new_store = ["--store-path", str(store_path), "--create-store", "true"]
+    assert main(["keys", "--partner", "acme", "--sites", '["centre"]', *new_store]) == 0
     assert main(["operator-key", "--operator", "alice", "--store-path", str(store_path)]) == 0
     lines = capsys.readouterr().out.splitlines()
     partner_token, operator_token = lines[1], lines[3]

@@ -62,5 +62,6 @@ def test_the_agents_unreachable_broker_log_masks_the_password(tmp_path: Path, ca
 def test_an_invalid_setting_is_reported_without_the_password(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["agent", "--mqtt-url", f"mqtt://locker-1:{PASSWORD}@broker.example:99999"]) == 2
     err = capsys.readouterr().err
-    assert "invalid settings" in err and "mqtt_url: Input should be a valid URL, invalid port number" in err
+    assert "invalid settings" in err
+    assert "--mqtt-url / LOCKERFLEET_MQTT_URL: Input should be a valid URL, invalid port number" in err
     assert PASSWORD not in err

@@ -72,6 +72,7 @@ def register_webhook(capsys: pytest.CaptureFixture[str], store_path: Path, url: 
     """``lockerfleet operator-webhook``; returns the signing secret it printed."""
     capsys.readouterr()
     argv = ["operator-webhook", "--url", url, "--name", "ops", "--store-path", str(store_path)]
+    argv += ["--create-store", "true"]  # before the controller's first start
     assert main([*argv, "--webhook-allow-private", "true"]) == 0
     return capsys.readouterr().out.strip().splitlines()[-1]
 
@@ -304,6 +305,6 @@ def test_a_bad_rules_file_stops_the_controller_naming_rule_and_field(tmp_path: P
         check=False,
     )
     assert done.returncode == 2
-    assert "alert_rules_file" in done.stderr
+    assert "--alert-rules-file / LOCKERFLEET_ALERT_RULES_FILE" in done.stderr
     assert "sites.centre.battery.floor_pct: must be ≤ 100" in done.stderr
     assert not (tmp_path / "s.db").exists()  # stopped before touching anything

@@ -31,7 +31,8 @@ def test_the_controllers_start_and_session_logs_mask_the_broker_password(
 def test_an_invalid_setting_is_reported_without_the_password(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["controller", "--mqtt-url", f"mqtt://lf-controller:{PASSWORD}@broker.example:99999"]) == 2
     err = capsys.readouterr().err
-    assert "invalid settings" in err and "mqtt_url: Input should be a valid URL, invalid port number" in err
+    assert "invalid settings" in err
+    assert "--mqtt-url / LOCKERFLEET_MQTT_URL: Input should be a valid URL, invalid port number" in err
     assert PASSWORD not in err
 
 

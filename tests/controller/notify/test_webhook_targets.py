@@ -78,6 +78,7 @@ def test_keys_registers_a_loopback_webhook_when_private_targets_are_allowed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args = ["keys", "--store-path", str(tmp_path / "lf.sqlite3"), "--partner", "parcelco", "--sites", '["centre"]']
+    args += ["--create-store", "true"]
     url = "http://user:pw-s3cret@127.0.0.1:9/lf"
     assert main([*args, "--webhook-url", url, "--webhook-allow-private", "true"]) == 0
     out = capsys.readouterr().out
