@@ -18,6 +18,7 @@ import logging
 import random
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 12
 """About a day of retries (backoff doubling up to 4 hours) before an event is given up."""
+SUMMARY_EVERY_S = 600.0
+"""While an endpoint keeps failing, at most one log line per this many seconds sums up its failures."""
+LISTED = 5
+"""Ids named in one log line; the rest are counted."""
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -79,6 +84,7 @@ class WebhookSender:
         self._http = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
         self._stop = threading.Event()
         self._rng = random.Random()
+        self._outages = Outages(clock)
         self._thread = threading.Thread(target=self._run, name="webhooks", daemon=True)
 
     def start(self) -> None:
@@ -119,19 +125,16 @@ class WebhookSender:
             if error is None:
                 self._store.webhook_done(delivery_id, now)
                 self._metrics.webhooks.labels("delivered").inc()
+                self._outages.delivered(partner)
                 delivered += 1
                 continue
             retry_at = now + backoff(attempts, self._rng) if attempts + 1 < MAX_ATTEMPTS else None
             self._store.webhook_failed(delivery_id, error, retry_at)
             self._metrics.webhooks.labels("retried" if retry_at else "given_up").inc()
-            log.warning(
-                "webhook failed partner=%s url=%s attempt=%d error=%s action=%s",
-                partner,
-                redact_url(url),
-                attempts + 1,
-                error,
-                f"retrying at {retry_at.isoformat()}" if retry_at else "given up: check the partner's endpoint",
+            self._outages.failed(
+                partner, redact_url(url), event_id, _reservation_of(body), error, given_up=not retry_at
             )
+        self._outages.summarise()
         return delivered
 
     def _run(self) -> None:
@@ -140,3 +143,121 @@ class WebhookSender:
                 self.deliver_due()
             except Exception:
                 log.exception("webhook delivery loop failed action=retrying at the next poll")
+
+
+def _reservation_of(body: str) -> str | None:
+    """The reservation an event is about (alert events are about none)."""
+    try:
+        reservation = json.loads(body).get("reservation")
+    except (ValueError, AttributeError):
+        return None
+    return str(reservation.get("reservation_id")) if isinstance(reservation, dict) else None
+
+
+def _ids(ids: list[str]) -> str:
+    """Up to :data:`LISTED` ids, then how many more."""
+    more = f",+{len(ids) - LISTED} more" if len(ids) > LISTED else ""
+    return ",".join(ids[:LISTED]) + more if ids else "-"
+
+
+@dataclass
+class _Outage:
+    """One endpoint's failures since it last worked; the window fields are those not logged yet."""
+
+    url: str
+    since: float
+    logged_at: float
+    last_error: str
+    total: int = 0
+    given_up_total: int = 0
+    attempts: int = 0
+    events: dict[str, None] = field(default_factory=dict)
+    reservations: dict[str, None] = field(default_factory=dict)
+    given_up: list[str] = field(default_factory=list)
+
+    def count(self, event_id: str, reservation: str | None, error: str, *, given_up: bool) -> None:
+        """One more failed attempt, not logged yet."""
+        self.last_error = error
+        self.total += 1
+        self.attempts += 1
+        self.events[event_id] = None
+        if reservation is not None:
+            self.reservations[reservation] = None
+        if given_up:
+            self.given_up_total += 1
+            self.given_up.append(event_id)
+
+    def logged(self, now: float) -> None:
+        """Start the next window."""
+        self.logged_at, self.attempts = now, 0
+        self.events, self.reservations, self.given_up = {}, {}, []
+
+
+class Outages:
+    """Webhook failures as episodes per endpoint: a line when one starts, at most one summary per
+    :data:`SUMMARY_EVERY_S` while it lasts (counts and ids), and a line when it ends."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._open: dict[str, _Outage] = {}
+
+    def failed(
+        self, partner: str, url: str, event_id: str, reservation: str | None, error: str, *, given_up: bool
+    ) -> None:
+        """Count one failed attempt; the first of an episode is logged at once."""
+        now = self._clock()
+        outage = self._open.get(partner)
+        if outage is None:
+            outage = self._open[partner] = _Outage(url, now, now, error)
+            outage.count(event_id, reservation, error, given_up=given_up)
+            outage.logged(now)
+            log.warning(
+                "webhook deliveries failing partner=%s url=%s event=%s reservation=%s error=%s action=%s",
+                partner,
+                url,
+                event_id,
+                reservation or "-",
+                error,
+                f"check the partner's endpoint; each event is tried {MAX_ATTEMPTS} times with growing pauses, and "
+                f"this is summed up at most every {SUMMARY_EVERY_S:.0f} s until it works",
+            )
+            return
+        outage.count(event_id, reservation, error, given_up=given_up)
+
+    def delivered(self, partner: str) -> None:
+        """The endpoint works (again): end its episode with one line."""
+        outage = self._open.pop(partner, None)
+        if outage is not None:
+            log.info(
+                "webhook deliveries working again partner=%s url=%s after_s=%.0f failed_attempts=%d given_up=%d "
+                "given_up_events=%s",
+                partner,
+                outage.url,
+                self._clock() - outage.since,
+                outage.total,
+                outage.given_up_total,
+                _ids(outage.given_up),
+            )
+
+    def summarise(self) -> None:
+        """Log the episodes whose summary is due (called after every delivery round)."""
+        now = self._clock()
+        for partner, outage in self._open.items():
+            if outage.attempts == 0 or now - outage.logged_at < SUMMARY_EVERY_S:
+                continue
+            log.warning(
+                "webhook deliveries still failing partner=%s url=%s for_s=%.0f failed_attempts=%d events=%d "
+                "event_ids=%s reservations=%s given_up=%d given_up_events=%s last_error=%s action=%s",
+                partner,
+                outage.url,
+                now - outage.since,
+                outage.attempts,
+                len(outage.events),
+                _ids(list(outage.events)),
+                _ids(list(outage.reservations)),
+                len(outage.given_up),
+                _ids(outage.given_up),
+                outage.last_error,
+                "check the partner's endpoint; given-up events stay undelivered in the store (table webhooks)",
+            )
+            outage.logged(now)
