@@ -105,7 +105,7 @@ class SimFleet:
             mqtt_url=settings.mqtt_url,
             data_dir=data_dir,
             telemetry_interval_s=settings.telemetry_interval_s,
-            site=settings.sites[i % len(settings.sites)] if settings.sites else None,
+            site=settings.sites[(settings.node_offset + i) % len(settings.sites)] if settings.sites else None,
             ota_shim="sim",
             firmware_version=settings.firmware_version,
             ota_gate_poll_s=settings.ota_gate_poll_s,
