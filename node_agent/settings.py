@@ -4,7 +4,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AnyUrl, Field
+from pydantic import AnyUrl, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas import PowerSource
@@ -137,3 +137,29 @@ class SimSettings(BaseSettings):
     ota_gate_poll_s: float = Field(
         default=30.0, gt=0, description="How often a deferred update asks again whether the locker is idle."
     )
+    faults: str = Field(
+        default="",
+        description="Faults of chosen nodes, node=fault pairs separated by commas, e.g. "
+        "'sim-0003=drain:fast,sim-0007=heater,sim-0009=latch:A2'; kinds: drain, pack, heater, latch, wear, intruder, "
+        "swap (README: Simulator faults).",
+    )
+    faults_file: Path | None = Field(
+        default=None, description='The same as TOML: [faults] with sim-0003 = ["drain:fast", "swap:600"].'
+    )
+
+    @field_validator("faults")
+    @classmethod
+    def _faults_valid(cls, text: str) -> str:
+        from node_agent.sim.faults import parse_faults  # noqa: PLC0415 - node_agent.sim loads gpiozero
+
+        parse_faults(text)
+        return text
+
+    @field_validator("faults_file")
+    @classmethod
+    def _faults_file_valid(cls, path: Path | None) -> Path | None:
+        from node_agent.sim.faults import load_faults_file  # noqa: PLC0415 - node_agent.sim loads gpiozero
+
+        if path is not None:
+            load_faults_file(path)
+        return path

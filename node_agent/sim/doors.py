@@ -28,7 +28,11 @@ class RelayPin(MockPin):  # type: ignore[misc]  # gpiozero is untyped
 
 
 class DoorPhysics:
-    """Moves one compartment's door switch pin in response to its relay pin."""
+    """Moves one compartment's door switch pin in response to its relay pin.
+
+    Faults set :attr:`jammed` (a sticky latch), :attr:`wear_s` (each opening reaches the switch that much later than
+    the one before, up to :attr:`max_extra_s`) and call :meth:`force_open` (an intruder).
+    """
 
     def __init__(
         self,
@@ -47,6 +51,10 @@ class DoorPhysics:
         self._schedule = schedule
         self._dwell_mean_s = dwell_mean_s
         self._opening = False
+        self.wear_s = 0.0
+        self.extra_s = 0.0
+        """Added to every opening's delay; grows by ``wear_s`` per opening."""
+        self.max_extra_s = 2.0
         relay.on_change = self._relay_changed
         door.drive_low()  # switch pressed: doors start closed
 
@@ -59,7 +67,13 @@ class DoorPhysics:
         if state != self._active or self.jammed or self.is_open or self._opening:
             return
         self._opening = True
-        self._schedule(self._rng.uniform(0.05, 0.3), self._open)
+        self._schedule(self._rng.uniform(0.05, 0.3) + self.extra_s, self._open)
+        self.extra_s = min(self.extra_s + self.wear_s, self.max_extra_s)
+
+    def force_open(self) -> None:
+        """The door pulled open with the lock closed (no relay): the switch opens, the door closes after a dwell."""
+        if not self.is_open and not self._opening:
+            self._open()
 
     def _open(self) -> None:
         self._opening = False

@@ -7,6 +7,8 @@ daily cycle, doors open when their relay fires and close after a dwell, and a sh
 Nodes install updates with the ``sim`` shim: each starts from a committed factory slot of ``--firmware-version`` and
 restarts in-process (a new agent on a fresh board) when an update switches slots; ``--ota-fail`` makes chosen nodes'
 trial starts fail. One process runs as many nodes as its file descriptor limit allows (:func:`check_capacity`).
+``--faults`` / ``--faults-file`` give chosen nodes faults (:mod:`node_agent.sim.faults`); :meth:`SimFleet.inject`,
+:meth:`SimFleet.clear_faults` and :meth:`SimFleet.swap_pack` change them while the fleet runs.
 """
 
 import asyncio
@@ -26,6 +28,8 @@ from node_agent.agent import Agent, run_restarting
 from node_agent.board import BoardProfile, default_sim_profile
 from node_agent.settings import AgentSettings, SimSettings
 from node_agent.sim import SimulatedBoard
+from node_agent.sim.faults import Fault, fault_plan, parse_fault
+from node_agent.sim.injector import NodeFaults
 from node_agent.sim.ota import INJECTED_FAILURE, factory_install, failing_nodes
 from node_agent.updates import HTTP_TIMEOUT, shim_for
 from schemas.broker import redact_url
@@ -86,6 +90,12 @@ class SimFleet:
         """Nodes whose trial starts fail (``--ota-fail``)."""
         self._rngs = [random.Random(rng.random()) for _ in node_ids]
         self._settings = [self._agent_settings(i, node_id) for i, node_id in enumerate(node_ids)]
+        self.faults = {
+            node_id: NodeFaults(node_id, self._compartments, self._door_timeout_s, self._rngs[i], self._agent_of(i))
+            for i, node_id in enumerate(node_ids)
+        }
+        """Each node's faults, by node id."""
+        planned = self._planned_faults(node_ids)
         self.boards: list[SimulatedBoard] = []
         self.agents: list[Agent] = []
         for i, agent_settings in enumerate(self._settings):
@@ -95,6 +105,9 @@ class SimFleet:
                 shutil.copyfile(settings.trusted_keys_file, node_keys)
             self.boards.append(self._board(i))
             self.agents.append(self._agent(i))
+        for node_id, faults in planned.items():
+            for fault in faults:
+                self.faults[node_id].apply(fault)
 
     def _agent_settings(self, i: int, node_id: str) -> AgentSettings:
         settings = self.settings
@@ -111,8 +124,36 @@ class SimFleet:
             ota_gate_poll_s=settings.ota_gate_poll_s,
         )
 
+    @property
+    def _compartments(self) -> list[str]:
+        return [c.id for c in self.profile.compartments]
+
+    @property
+    def _door_timeout_s(self) -> float:
+        return self.profile.door_timeout_ms / 1000
+
+    def _agent_of(self, i: int) -> Callable[[], Agent | None]:
+        return lambda: self.agents[i] if i < len(self.agents) else None
+
+    def _planned_faults(self, node_ids: list[str]) -> dict[str, tuple[Fault, ...]]:
+        """The faults of ``--faults``/``--faults-file`` for this process's nodes, checked against the profile."""
+        planned = fault_plan(self.settings.faults, self.settings.faults_file)
+        if elsewhere := sorted(set(planned) - set(node_ids)):
+            log.warning(
+                "faults for nodes this process does not run nodes=%s action=check the ids (%s…%s here); with "
+                "--node-offset another process may run them",
+                ",".join(elsewhere),
+                node_ids[0],
+                node_ids[-1],
+            )
+        mine = {node_id: faults for node_id, faults in planned.items() if node_id in self.faults}
+        for node_id, faults in mine.items():
+            for fault in faults:
+                self.faults[node_id].check(fault)
+        return mine
+
     def _board(self, i: int) -> SimulatedBoard:
-        return SimulatedBoard(
+        board = SimulatedBoard(
             self.profile,
             rng=self._rngs[i],
             schedule=self._schedule,
@@ -120,6 +161,8 @@ class SimFleet:
             door_dwell_s=self.settings.door_dwell_s,
             power_source=self.settings.power_source,
         )
+        self.faults[self._settings[i].node_id].attach(board)
+        return board
 
     def _agent(self, i: int) -> Agent:
         settings = self._settings[i]
@@ -164,8 +207,47 @@ class SimFleet:
     async def _physics(self) -> None:
         while True:
             await asyncio.sleep(PHYSICS_STEP_S)
+            for faults in self.faults.values():
+                faults.step(PHYSICS_STEP_S)
             for board in self.boards:
                 board.step(PHYSICS_STEP_S)
+
+    def inject(self, node_id: str, fault: Fault | str) -> None:
+        """Start a fault on ``node_id`` (e.g. ``"heater"``); callable from any thread."""
+        faults = self._node_faults(node_id)
+        parsed = faults.check(parse_fault(fault) if isinstance(fault, str) else fault)
+        self._on_loop(lambda: faults.apply(parsed))
+
+    def clear_faults(self, node_id: str, kind: str | None = None) -> None:
+        """End ``node_id``'s faults of ``kind`` (all when ``None``); callable from any thread."""
+        faults = self._node_faults(node_id)
+        self._on_loop(lambda: faults.clear(kind))
+
+    def swap_pack(self, node_id: str) -> None:
+        """A technician swaps ``node_id``'s pack (full, no cycles); callable from any thread."""
+        faults = self._node_faults(node_id)
+        self._on_loop(faults.swap_pack)
+
+    def _node_faults(self, node_id: str) -> NodeFaults:
+        faults = self.faults.get(node_id)
+        if faults is None:
+            raise KeyError(f"no node {node_id!r} in this simulator")
+        return faults
+
+    def _on_loop(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the fleet's loop (at once when not running yet, or when called on it)."""
+        loop = self.loop
+        if loop is None or not loop.is_running():
+            fn()
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
 
     def close(self) -> None:
         """Close every agent's stores and hardware."""

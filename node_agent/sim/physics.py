@@ -26,6 +26,7 @@ class BatteryModel:
         cycle_count: int = 0,
     ) -> None:
         self.capacity_wh = capacity_wh
+        self.nominal_capacity_wh = capacity_wh
         self.load_w = load_w
         self.charge_w = charge_w
         self.power_source = power_source
@@ -36,6 +37,13 @@ class BatteryModel:
     def set_power_source(self, source: PowerSource) -> None:
         """Switch supply, e.g. shore power lost or a portable pack plugged in."""
         self.power_source = source
+
+    def swap(self, soc_pct: float = 100.0) -> None:
+        """A fresh pack: nominal capacity, charged to ``soc_pct``, no cycles."""
+        self.capacity_wh = self.nominal_capacity_wh
+        self.soc_pct = soc_pct
+        self.cycle_count = 0
+        self._discharged_wh = 0.0
 
     def step(self, dt_s: float) -> None:
         """Advance the charge by ``dt_s`` seconds; a full capacity discharged counts one cycle."""
@@ -67,7 +75,8 @@ def _utc_now() -> datetime:
 
 
 class ThermalModel:
-    """Enclosure temperature: a daily sine peaking mid-afternoon UTC plus noise; implements TemperatureSensor."""
+    """Enclosure temperature: a daily sine peaking mid-afternoon UTC plus noise and ``offset_c`` (a heater fault);
+    implements TemperatureSensor."""
 
     def __init__(
         self,
@@ -80,6 +89,7 @@ class ThermalModel:
         self.mean_c = mean_c
         self.amplitude_c = amplitude_c
         self.noise_c = noise_c
+        self.offset_c = 0.0
         self._rng = rng
         self._clock = clock
 
@@ -88,4 +98,4 @@ class ThermalModel:
         now = self._clock()
         hour = now.hour + now.minute / 60 + now.second / 3600
         daily = math.cos(2 * math.pi * (hour - PEAK_HOUR_UTC) / 24)
-        return round(self.mean_c + self.amplitude_c * daily + self._rng.gauss(0, self.noise_c), 2)
+        return round(self.mean_c + self.offset_c + self.amplitude_c * daily + self._rng.gauss(0, self.noise_c), 2)
