@@ -8,6 +8,8 @@ import pytest
 
 from controller.devstack.services import Mosquitto
 from node_agent.outbox import Outbox
+from node_agent.settings import SimSettings
+from node_agent.sim.fleet import background_fleet
 from schemas import Channel, StatusDeath, decode, topic
 from tests.agent_mqtt.helpers import wait_online
 from tests.harness.agent_runner import AgentFactory
@@ -31,6 +33,20 @@ def test_a_clean_stop_publishes_a_retained_offline_status_that_outranks_the_birt
     [retained] = later.wait_for(1)
     assert retained.retain and decode(Channel.STATUS, retained.payload) == death
     later.close()
+
+
+def test_a_simulated_fleet_that_stops_leaves_every_node_offline(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    capture = Capture(mosquitto.url, "lockers/v1/+/status")
+    settings = SimSettings(nodes=3, mqtt_url=mosquitto.url, data_dir=tmp_path / "sim", ramp_s=0.3)
+    with background_fleet(settings):
+        capture.wait_until(lambda ds: len(ds) == 3, timeout_s=10)
+    latest = {d.topic: decode(Channel.STATUS, d.payload) for d in capture.wait_for(6)}
+    assert sorted(s.node_id for s in latest.values() if isinstance(s, StatusDeath)) == [
+        "sim-0000",
+        "sim-0001",
+        "sim-0002",
+    ]
+    capture.close()
 
 
 def test_a_replayed_backlog_logs_one_summary_line_and_no_pending_call_warnings(
