@@ -145,7 +145,7 @@ class IngestLink:
     def _wait_s(self, state: RetryCallState) -> float:
         """Jittered exponential backoff over the failures since the last session that got subscribed."""
         failures = state.attempt_number - self._subscribed_at_attempt
-        return random.uniform(0, min(30.0, 0.5 * 2**failures))
+        return random.uniform(0, min(30.0, 0.5 * 2 ** min(failures, 8)))
 
     def _backoff(self, seconds: float) -> None:
         """Wait before reconnecting; a stop cuts the wait short."""
