@@ -31,8 +31,8 @@ from schemas.broker import redact_url
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 12
-"""About a day of retries (backoff doubling up to 4 hours) before an event is given up."""
+MAX_ATTEMPTS = 20
+"""About a day of retries (1 s doubling up to 4 h, then every 4 h: ~24 h in all) before an event is given up."""
 SUMMARY_EVERY_S = 600.0
 """While an endpoint keeps failing, at most one log line per this many seconds sums up its failures."""
 LISTED = 5

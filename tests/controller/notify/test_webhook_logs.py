@@ -39,7 +39,7 @@ def test_a_day_of_failures_is_a_few_lines_naming_events_and_reservations(
         assert "event=res-1:held:1-1 reservation=res-1" in failing[0] and "action=check the partner" in failing[0]
         summaries = failing[1:]
         attempts = 3 * MAX_ATTEMPTS
-        assert 1 <= len(summaries) <= MAX_ATTEMPTS < attempts  # one per window with attempts, not one per attempt
+        assert 1 <= len(summaries) <= attempts // 2  # one per 10-minute window with attempts, not one per attempt
         assert all(s.startswith("webhook deliveries still failing partner=parcelco") for s in summaries)
         assert sum(int(s.split("failed_attempts=")[1].split()[0]) for s in summaries) == attempts - 1
         reservations = summaries[0].split("reservations=")[1].split()[0]

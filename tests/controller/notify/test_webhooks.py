@@ -1,12 +1,13 @@
 """Webhooks: signed, delivered to a real HTTP endpoint, retried with backoff after a failure, kept across restarts."""
 
 import json
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from controller.fleet.registry import Fleet
 from controller.metrics import Metrics
-from controller.notify.webhooks import WebhookSender, sign, verify
+from controller.notify.webhooks import MAX_ATTEMPTS, WebhookSender, backoff, sign, verify
 from controller.store.reservations import ReservationStore
 from tests.harness.webhook_receiver import WebhookReceiver
 
@@ -62,3 +63,9 @@ def test_undelivered_webhooks_survive_a_restart(tmp_path: Path) -> None:
         0,
     )
     reopened.close()
+
+
+def test_retries_last_about_a_day_before_an_event_is_given_up() -> None:
+    rng = random.Random(7)
+    total = sum((backoff(attempt, rng) for attempt in range(MAX_ATTEMPTS - 1)), timedelta())
+    assert timedelta(hours=18) <= total <= timedelta(hours=30)
