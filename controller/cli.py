@@ -22,6 +22,7 @@ from controller.settings import (
     OperatorWebhookSettings,
     RevokeKeySettings,
     StoreLocation,
+    TechnicianKeySettings,
 )
 from schemas.broker import redact_url
 from schemas.cli import Command, missing_extras, parse_command_name, refusal, run_command
@@ -147,6 +148,27 @@ def _issue_operator_key(settings: BaseSettings) -> int:
     return 0
 
 
+def _issue_technician_key(settings: BaseSettings) -> int:
+    from controller.store.fieldwork import FieldStore  # noqa: PLC0415
+    from controller.swapqueue import GeoPoint, Technician  # noqa: PLC0415
+
+    assert isinstance(settings, TechnicianKeySettings)
+    store = _open_store("technician-key", settings)
+    if store is None:
+        return 2
+    technician = Technician(settings.technician, GeoPoint(*settings.start_point()), settings.max_stops)
+    try:
+        token = FieldStore(store.engine).create_key(technician, datetime.now(UTC))
+    finally:
+        store.close()
+    print(
+        f"technician key for {settings.technician} (starts at {settings.start}, up to {settings.max_stops} stops a "
+        "day; their page is /field); shown once, keep it:"
+    )
+    print(token)
+    return 0
+
+
 def _operator_webhook(settings: BaseSettings) -> int:
     from controller.notify.targets import WebhookTargetError, check_webhook_url  # noqa: PLC0415
     from controller.store.alerts import AlertStore  # noqa: PLC0415
@@ -182,6 +204,7 @@ def _operator_webhook(settings: BaseSettings) -> int:
 
 
 def _revoke_key(settings: BaseSettings) -> int:
+    from controller.store.fieldwork import FieldStore  # noqa: PLC0415
     from controller.store.operators import OperatorStore  # noqa: PLC0415
 
     assert isinstance(settings, RevokeKeySettings)
@@ -194,6 +217,9 @@ def _revoke_key(settings: BaseSettings) -> int:
             return 0
         if OperatorStore(store.engine).revoke_key(settings.key_id):
             print(f"revoked operator key {settings.key_id}; requests with it now get 401")
+            return 0
+        if FieldStore(store.engine).revoke_key(settings.key_id):
+            print(f"revoked technician key {settings.key_id}; requests with it now get 401")
             return 0
     finally:
         store.close()
@@ -217,6 +243,12 @@ COMMANDS: dict[str, Command] = {
         "issue an operator's API key (fleet state, maintenance, direct opens)",
         OperatorKeySettings,
         _issue_operator_key,
+        ("controller",),
+    ),
+    "technician-key": Command(
+        "register a field technician and issue their key (today's route at /field)",
+        TechnicianKeySettings,
+        _issue_technician_key,
         ("controller",),
     ),
     "operator-webhook": Command(

@@ -11,6 +11,8 @@ from controller.alerting.runtime import Alerting
 from controller.commands.opens import Opens
 from controller.commands.service import Commands
 from controller.commands.signing import command_signing_key
+from controller.fieldwork.metrics import FieldMetrics
+from controller.fieldwork.service import FieldService
 from controller.fleet.registry import Fleet, NodeState
 from controller.influx.lineproto import fleet_line, maintenance_line
 from controller.influx.writer import InfluxWriter
@@ -26,11 +28,14 @@ from controller.reservations.limits import Limits
 from controller.reservations.service import Reservations, sites_from
 from controller.rollouts.runner import RolloutRunner
 from controller.settings import ControllerSettings, reservations_sqlite_url
+from controller.store.fieldwork import FieldStore
 from controller.store.fleet import FleetStore, adopt_sqlite_registry
 from controller.store.operators import Maintenance, OperatorStore
 from controller.store.reservations import ReservationStore
 from controller.store.rollouts import RolloutStore
-from schemas import StatusBirth
+from controller.swapqueue import GeoPoint, VerifyPolicy
+from controller.swapqueue.ortools_sequencer import sequence
+from schemas import Message, StatusBirth
 from schemas.broker import redact_url
 from schemas.codes import node_key
 
@@ -113,6 +118,20 @@ class Controller:
             in_maintenance=self.maintenance.__contains__,
         )
         self.alerts.register(self.fleet.records(), self.maintenance)
+        self.field_store = FieldStore(self.reservation_store.engine)
+        self.field = FieldService(
+            self.field_store,
+            policy=VerifyPolicy(soc_jump_pct=settings.field_soc_jump_pct, healthy_for_s=settings.field_healthy_for_s),
+            sites={s.site_id: GeoPoint(s.lat, s.lon) for s in sites_from(sites).values()},
+            sequencer=sequence,
+            metrics=FieldMetrics(self.metrics.registry),
+            clock=clock,
+            firing=self.alerts.service.records,
+            forecast=self.alerts.forecast,
+            active_reservations=self.reservation_store.active,
+            store_lines=self.pipeline.submit,
+        )
+        self.alerts.subscribers.append(self.field.on_notices)
         self.rollouts = RolloutRunner(
             RolloutStore(self.reservation_store.engine),
             self.commands,
@@ -170,7 +189,7 @@ class Controller:
             on_ledger=self.reservations.on_ledger_event,
             on_ota=self.rollouts.on_ota,
             on_birth=self._provision,
-            observe=self.alerts.observe,
+            observe=self._observe,
             clock=clock,
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
         )
@@ -181,6 +200,7 @@ class Controller:
         self.pipeline.start()
         self.webhooks.start()
         self.command_link.start()
+        self.field.start()
         self.alerts.start()
         self.rollouts.start()
         self.link.start()
@@ -198,6 +218,7 @@ class Controller:
         self.link.stop()
         self.rollouts.stop()
         self.alerts.stop()
+        self.field.stop()
         self.command_link.stop()
         self.webhooks.stop()
         self.pipeline.stop(timeout_s=STOP_FLUSH_S)
@@ -210,8 +231,12 @@ class Controller:
         return self.link.connected.is_set() and self.command_link.connected.is_set()
 
     def knows_key(self, token: str) -> bool:
-        """Whether ``token`` is a valid API key of any kind (operator or courier partner)."""
-        return self.operators.authenticate(token) is not None or self.reservation_store.authenticate(token) is not None
+        """Whether ``token`` is a valid API key of any kind (operator, courier partner or field technician)."""
+        return (
+            self.operators.authenticate(token) is not None
+            or self.reservation_store.authenticate(token) is not None
+            or self.field_store.authenticate(token) is not None
+        )
 
     def set_maintenance(self, node_id: str, reason: str, operator: str) -> Maintenance:
         """Keep ``node_id`` out of the reservation pool (reservations it holds carry on) until cleared."""
@@ -242,6 +267,12 @@ class Controller:
             self.reservations.serve_waitlists()
             return True
         return False
+
+    def _observe(self, message: Message, now: float) -> None:
+        """An ingested message, to the swap queue first (so its telemetry precedes the alerts it causes), then the
+        alert rules."""
+        self.field.observe(message, now)
+        self.alerts.observe(message, now)
 
     def _on_message(self, topic_name: str, payload: bytes, token: AckToken | None) -> None:
         try:

@@ -133,6 +133,19 @@ class ControllerSettings(BrokerSettings, BaseSettings):
     rollout_tick_s: float = Field(
         default=1.0, gt=0, le=60, description="Step every running rollout (dispatch, timeouts) this often."
     )
+    field_healthy_for_s: float = Field(
+        default=900.0,
+        ge=0,
+        le=7 * 86400,
+        description="A work order closes once telemetry showed the fix and the node then stayed online with no other "
+        "critical alert this long.",
+    )
+    field_soc_jump_pct: float = Field(
+        default=30.0,
+        gt=0,
+        le=100,
+        description="A rise of charge this big between two samples, neither charging, proves a battery swap.",
+    )
 
     @field_validator("alert_rules_file")
     @classmethod
@@ -226,6 +239,36 @@ class OperatorKeySettings(NewStore, BaseSettings):
         description="Who holds the key (named in logs and views): 1 to 64 letters, digits, '_', '.', '@' or '-', "
         "starting with a letter or digit.",
     )
+
+
+class TechnicianKeySettings(NewStore, BaseSettings):
+    """Settings of ``lockerfleet technician-key``: register a field technician and issue their key (``/field``)."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCKERFLEET_", extra="forbid", cli_kebab_case=True)
+
+    technician: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$",
+        description="Who holds the key (their routes and work orders name them): 1 to 64 letters, digits, '_', '.', "
+        "'@' or '-', starting with a letter or digit.",
+    )
+    start: str = Field(
+        pattern=r"^\s*-?\d+(\.\d+)?\s*,\s*-?\d+(\.\d+)?\s*$",
+        description="Where their day starts and ends, 'LAT,LON' in degrees (e.g. 52.52,13.40).",
+    )
+    max_stops: int = Field(default=8, ge=1, le=200, description="Stops they can make in a day.")
+
+    @field_validator("start")
+    @classmethod
+    def _start_on_earth(cls, start: str) -> str:
+        lat, lon = (float(x) for x in start.split(","))
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValueError(f"{start!r} is not a position: latitude within ±90, longitude within ±180")
+        return start
+
+    def start_point(self) -> tuple[float, float]:
+        """``--start`` as (lat, lon)."""
+        lat, lon = (float(x) for x in self.start.split(","))
+        return lat, lon
 
 
 class RevokeKeySettings(StoreLocation, BaseSettings):

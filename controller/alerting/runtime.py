@@ -10,7 +10,7 @@ from controller.alerting.metrics import AlertMetrics
 from controller.alerting.publisher import AlertPublisher
 from controller.alerting.rules import load_rules
 from controller.alerting.service import AlertService
-from controller.alerts import NodeInfo
+from controller.alerts import BatteryForecast, NodeInfo
 from controller.fleet.registry import NodeRecord
 from controller.mqtt.publisher import CommandLink
 from controller.settings import ControllerSettings
@@ -35,6 +35,8 @@ class Alerting:
         clock: Callable[[], float],
         in_maintenance: Callable[[str], bool],
     ) -> None:
+        self.subscribers: list[Callable[[list[Notice]], None]] = []
+        """Called on the alert thread with each batch of announcements once they are stored (keep them quick)."""
         rules = load_rules(settings.alert_rules_file)
         token = settings.influx_token.get_secret_value() if settings.influx_token else None
         influx_url = str(settings.influx_url).rstrip("/")
@@ -83,6 +85,10 @@ class Alerting:
         """A node went under maintenance or came back."""
         self.service.set_maintenance(node_id, maintenance)
 
+    def forecast(self, node_id: str) -> BatteryForecast | None:
+        """The node's battery forecast now (None: no forecast)."""
+        return self.service.forecast(node_id)
+
     def _stored(self, fresh: list[Notice]) -> None:
         for notice in fresh:
             body = notice.body
@@ -101,3 +107,5 @@ class Alerting:
                 else "none",
             )
         self.publisher.wake()
+        for subscriber in self.subscribers:
+            subscriber(fresh)

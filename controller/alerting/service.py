@@ -23,6 +23,7 @@ from controller.alerting.notices import stored_notice
 from controller.alerts import (
     AlertMonitor,
     AlertRecord,
+    BatteryForecast,
     Liveness,
     NodeInfo,
     Notification,
@@ -125,6 +126,11 @@ class AlertService:
         """Every alert kept (copies), by id."""
         with self._lock:
             return sorted((replace(r) for r in self.monitor.engine.records()), key=lambda r: r.id)
+
+    def forecast(self, node_id: str) -> BatteryForecast | None:
+        """The node's battery time-to-empty forecast now (None: no forecast)."""
+        with self._lock:
+            return self.monitor.forecast(node_id, self._clock())
 
     def silenced(self, alert_id: str) -> bool:
         """Whether an active silence matches the alert."""

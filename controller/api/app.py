@@ -18,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.api import errors
 from controller.api.alerts import alerts_router
+from controller.api.field import field_router
 from controller.api.guard import RequestGuard
 from controller.api.models import ApiError
 from controller.api.nodes import nodes_router, operator_auth
@@ -107,5 +108,6 @@ def create_app(controller: Controller) -> FastAPI:
     operator = operator_auth(controller)
     app.include_router(releases_router(controller.settings.releases_dir, operator=operator))
     app.include_router(rollouts_router(controller.rollouts, operator))
+    app.include_router(field_router(controller))
 
     return app

@@ -4,6 +4,7 @@ import sqlalchemy as sa
 from alembic import context
 
 from controller.store import alerts as alert_store
+from controller.store import fieldwork as field_store
 from controller.store import fleet as fleet_store
 from controller.store import operators as operator_store
 from controller.store import reservations as reservation_store
@@ -15,6 +16,7 @@ METADATA = [
     fleet_store.METADATA,
     alert_store.METADATA,
     rollout_store.METADATA,
+    field_store.METADATA,
 ]
 
 config = context.config

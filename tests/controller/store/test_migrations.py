@@ -11,6 +11,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from controller.store import alerts as alert_store
+from controller.store import fieldwork as field_store
 from controller.store import fleet as fleet_store
 from controller.store import migrations
 from controller.store import operators as operator_store
@@ -32,6 +33,7 @@ def models() -> sa.MetaData:
         fleet_store.METADATA,
         alert_store.METADATA,
         rollout_store.METADATA,
+        field_store.METADATA,
     ):
         for table in metadata.tables.values():
             table.to_metadata(combined)
