@@ -7,6 +7,7 @@ reservation states. Outputs: measurements ``alert_open`` and ``kpi`` and the ``l
 """
 
 import logging
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -86,8 +87,12 @@ class _KpiGauges(Collector):
             yield family
 
 
+def _in_a_thread(work: Callable[[], None]) -> None:
+    threading.Thread(target=work, name="kpis", daemon=True).start()
+
+
 class KpiJob:
-    """Call :meth:`snapshot` every fleet snapshot (from a worker thread: it reads the store and InfluxDB)."""
+    """Call :meth:`snapshot` every fleet snapshot; ``spawn`` runs each KPI computation (default: in a new thread)."""
 
     def __init__(
         self,
@@ -101,6 +106,7 @@ class KpiJob:
         store_lines: Callable[[list[str]], None],
         clock: Callable[[], float],
         every_s: float,
+        spawn: Callable[[Callable[[], None]], None] = _in_a_thread,
     ) -> None:
         self._store = store
         self._influx = influx
@@ -110,30 +116,38 @@ class KpiJob:
         self._store_lines = store_lines
         self._clock = clock
         self._every_s = every_s
+        self._spawn = spawn
+        self._busy = threading.Event()
         self._due = 0.0
         self.latest: FieldKpis | None = None
         """The last KPIs computed (what the gauges show)."""
         registry.register(_KpiGauges(lambda: self.latest))
 
     def snapshot(self) -> None:
-        """Write the open alerts by severity; when due, compute and write the KPIs of the last day."""
+        """Write the open alerts by severity; when due, start computing the KPIs of the last day (off this thread:
+        slow InfluxDB answers must not hold up the fleet snapshot, and a computation still running is not doubled)."""
         now = self._clock()
-        lines = self._open_alerts(now)
-        if now >= self._due:
+        self._store_lines(self._open_alerts(now))
+        if now >= self._due and not self._busy.is_set():
             self._due = now + self._every_s
-            try:
-                self.latest = self.compute(now)
-                lines.append(kpi_line(self.latest, _ns(now)))
-            except (httpx.HTTPError, sa.exc.SQLAlchemyError) as exc:
-                log.warning(
-                    "field KPIs not computed error=%r action=check InfluxDB and the controller store; retried in "
-                    "%.0f s (the gauges keep the last figures)",
-                    exc,
-                    self._every_s,
-                )
-            except Exception:
-                log.exception("field KPIs failed action=report this bug; retried in %.0f s", self._every_s)
-        self._store_lines(lines)
+            self._busy.set()
+            self._spawn(lambda: self._write_kpis(now))
+
+    def _write_kpis(self, now: float) -> None:
+        try:
+            self.latest = self.compute(now)
+            self._store_lines([kpi_line(self.latest, _ns(now))])
+        except (httpx.HTTPError, sa.exc.SQLAlchemyError) as exc:
+            log.warning(
+                "field KPIs not computed error=%r action=check InfluxDB and the controller store; retried in %.0f s "
+                "(the gauges keep the last figures)",
+                exc,
+                self._every_s,
+            )
+        except Exception:
+            log.exception("field KPIs failed action=report this bug; retried in %.0f s", self._every_s)
+        finally:
+            self._busy.clear()
 
     def compute(self, end: float) -> FieldKpis:
         """The KPIs of ``[end - 1 day, end)`` from the store and InfluxDB."""

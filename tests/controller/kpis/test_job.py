@@ -2,6 +2,7 @@
 an InfluxDB outage costs the figures of one period, nothing else."""
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,7 @@ def job(store: ReservationStore, influx: FakeInflux, clock: list[float], lines: 
         store_lines=lines.extend,
         clock=lambda: clock[0],
         every_s=300.0,
+        spawn=lambda work: work(),  # inline: the test reads what it computed at once
     )
 
 
@@ -141,6 +143,7 @@ def test_the_gauges_show_the_last_figures_and_leave_out_what_nothing_measured(st
         store_lines=lambda _l: None,
         clock=lambda: NOW,
         every_s=300.0,
+        spawn=lambda work: work(),
     )
     before = generate_latest(registry).decode()
     assert "# TYPE lockerfleet_kpi_noise_ratio gauge" in before and "\nlockerfleet_kpi_noise_ratio " not in before
@@ -186,3 +189,27 @@ def test_kpi_and_work_order_lines_leave_out_what_is_unknown() -> None:
     )
     assert ",cancel_reason=resolved_without_action " in work_order_line(cancelled)
     assert work_order_line(cancelled).endswith("duration_s=60.5 70500000000")
+
+
+def test_a_computation_still_running_is_not_started_again(store: ReservationStore) -> None:
+    started: list[Callable[[], None]] = []
+    clock = [NOW]
+    kpis = KpiJob(
+        store.engine,
+        influx_rows(),
+        state_of=lambda _r: None,
+        nodes=lambda: 1,
+        alert_counts=dict,
+        registry=CollectorRegistry(),
+        store_lines=lambda _l: None,
+        clock=lambda: clock[0],
+        every_s=300.0,
+        spawn=started.append,  # held "running" until the test runs it
+    )
+    kpis.snapshot()
+    clock[0] += 600  # due again, but the first one has not finished
+    kpis.snapshot()
+    assert len(started) == 1
+    started[0]()
+    kpis.snapshot()
+    assert len(started) == 2 and kpis.latest is not None
