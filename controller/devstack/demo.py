@@ -4,8 +4,10 @@ Everything is started from this process and lives under ``--run-dir``: a private
 own ports (in their own process group, so the terminal's Ctrl-C reaches only the demo, which stops them in order),
 the controller (HTTP API, ``/metrics``, InfluxDB ingest) with the shipped sites file, and a simulated fleet spread
 over those sites whose agents each keep a journal. Once the fleet is up, the demo walks one parcel through a
-reservation as a courier partner's app would (:mod:`controller.devstack.courier_walk`), then keeps running for
-exploration until Ctrl-C or ``--duration-s``. Its API keys are kept in the run directory and reused by the next run.
+reservation as a courier partner's app would (:mod:`controller.devstack.courier_walk`), and tells the story of one
+battery swap: a locker draining fast is forecast empty, its swap alert fires, the pack is swapped and the alert
+resolves (:mod:`controller.devstack.swap_story`). Then it keeps running for exploration until Ctrl-C or
+``--duration-s``. Its API keys are kept in the run directory and reused by the next run.
 """
 
 import gc
@@ -27,6 +29,7 @@ from controller.commands.signing import command_signing_key, public_key_line
 from controller.devstack.courier_walk import CourierWalk, WalkStoppedError
 from controller.devstack.demo_keys import DemoKeys, demo_keys
 from controller.devstack.services import Influxd, Mosquitto, free_port, port_is_free
+from controller.devstack.swap_story import FAULTS, RULES, SwapStory
 from controller.service import Controller
 from controller.settings import ControllerSettings, DemoSettings, reservations_sqlite_url
 from node_agent.controller_key import TOFU_FILE
@@ -113,6 +116,8 @@ def run_demo(settings: DemoSettings) -> int:
         _say(f"broker      {redact_url(broker.url)}  (config and data: {broker.workdir})")
         _say(f"influxdb    {redact_url(influxd.url)}  database {_DB!r}  (data: {influxd.workdir})")
         store_path = run_dir / "controller" / "fleet.sqlite3"
+        rules_file = run_dir / "alerts.toml"
+        rules_file.write_text(RULES)
         keys = demo_keys(reservations_sqlite_url(store_path), run_dir, set(sites), datetime.now(UTC))
         controller = Controller(
             ControllerSettings(
@@ -123,6 +128,7 @@ def run_demo(settings: DemoSettings) -> int:
                 store_path=store_path,
                 sites_file=SITES_FILE,
                 fleet_snapshot_s=2.0,
+                alert_rules_file=rules_file,
             )
         )
         server, thread = _controller_server(controller)
@@ -137,6 +143,7 @@ def run_demo(settings: DemoSettings) -> int:
             jam_share=0.0,
             door_dwell_s=3.0,
             sites=sites[: settings.nodes],
+            faults=FAULTS if settings.nodes > 1 else "",
         )
         _pin_controller_key(controller, sim)
         try:
@@ -180,10 +187,13 @@ def _report(
     keys: DemoKeys,
     stop: threading.Event,
 ) -> None:
-    """Print the fleet's progress; once every node is up and reporting, walk the courier flow once."""
+    """Print the fleet's progress; once every node is up and reporting, walk the courier flow once; tell the swap
+    story as it happens."""
     started = time.monotonic()
     walked = False
+    swap = SwapStory(api, fleet, _say)
     while not stop.is_set():
+        swap.step()
         elapsed = time.monotonic() - started
         nodes = api.get("/v1/nodes").json()
         online = sum(1 for n in nodes if n["state"] == "online")
@@ -203,7 +213,7 @@ def _report(
                     f'explore     curl -H "Authorization: Bearer $(cat {keys.partner.path})" '
                     f"{str(api.base_url).rstrip('/')}{walk.reservation_path}"
                 )
-        wait_s = _REPORT_AFTER_WALK_S if walked else _REPORT_EVERY_S
+        wait_s = _REPORT_AFTER_WALK_S if walked and swap.done else _REPORT_EVERY_S
         if settings.duration_s is not None:
             left_s = settings.duration_s - (time.monotonic() - started)
             if left_s <= 0:
