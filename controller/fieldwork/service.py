@@ -98,7 +98,10 @@ class FieldService:
         self._store_lines = store_lines
         stored = store.orders()
         self._summaries = {s.order.order_id: s.summary for s in stored}
-        self.book = WorkOrderBook(policy, [s.order for s in stored])
+        critical = [_notice(r) for r in firing() if r.state is AlertState.FIRING and r.node_id]
+        self.book = WorkOrderBook(
+            policy, [s.order for s in stored], critical_alerts=[n for n in critical if n.severity is Severity.CRITICAL]
+        )
         self._last: dict[str, TelemetrySample] = {}
         self._queue: queue.SimpleQueue[TelemetrySample | _Offline | AlertMessage | None] = queue.SimpleQueue()
         self._lock = threading.RLock()
@@ -335,19 +338,8 @@ class FieldService:
         active = {a for o in self.book.open_orders() for a in o.active_alert_ids}
         events: list[Event] = []
         for r in firing.values():
-            mapped = r.rule in self.book.policy.rule_kinds
-            if (mapped and r.id not in active) or r.severity.value == "critical":
-                hours = r.details.get("hours_to_empty")
-                notice = AlertNotice(
-                    r.id,
-                    r.rule,
-                    r.node_id or "",
-                    r.site_id or "",
-                    Severity(r.severity.value),
-                    float(hours) if isinstance(hours, int | float) else None,
-                    r.firing_since or now,
-                )
-                found = self.book.on_alert(notice)
+            if r.rule in self.book.policy.rule_kinds and r.id not in active:
+                found = self.book.on_alert(_notice(r, now))
                 events += found
                 for e in found:
                     if e.kind is EventKind.CREATED:
@@ -381,6 +373,20 @@ class FieldService:
         for e in saved:
             self._metrics.event(e)
             _log_event(e, self._summaries.get(e.order.order_id, ""))
+
+
+def _notice(r: AlertRecord, now: float = 0.0) -> AlertNotice:
+    """The swap queue's view of a firing alert record."""
+    hours = r.details.get("hours_to_empty")
+    return AlertNotice(
+        r.id,
+        r.rule,
+        r.node_id or "",
+        r.site_id or "",
+        Severity(r.severity.value),
+        float(hours) if isinstance(hours, int | float) else None,
+        r.firing_since or now,
+    )
 
 
 def _log_event(e: Event, summary: str) -> None:

@@ -50,7 +50,7 @@ def test_the_node_api_needs_an_operator_key(
     assert httpx.get(f"{url}/v1/nodes", headers={"Authorization": f"Bearer {revoked}"}).status_code == 401
 
     schemes = controller.http.get("/openapi.json").json()["components"]["securitySchemes"]
-    assert set(schemes) == {"OperatorKey", "PartnerKey"}
+    assert set(schemes) == {"OperatorKey", "PartnerKey", "TechnicianKey"}
 
 
 def test_maintenance_keeps_reservations_away_survives_a_restart_and_its_end_serves_the_waitlist(
