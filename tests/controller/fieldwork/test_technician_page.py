@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from controller.cli import main
@@ -184,6 +185,11 @@ def test_a_swap_closes_on_the_page_only_after_the_locker_reports_the_new_pack(
         "critical",
         [f"battery_swap:{NODE}"],
     )
+
+    as_technician = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(f"{controller.url}/v1/work-orders", headers=as_technician).status_code == 401
+    assert controller.http.get("/v1/field/route").status_code == 403  # an operator key is not a technician's
+    assert httpx.get(f"{controller.url}/v1/field/route").status_code == 401
 
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
