@@ -5,8 +5,10 @@ Theil-Sen fit is warm), a trained temperature baseline, and one compartment in t
 switch latencies); a share of nodes drain toward a swap alert, run hot, or go silent. Measured with CPU time
 (``time.process_time``): one telemetry sample per node through ``on_telemetry`` (a full fleet round at 10 s
 telemetry), and ``tick`` (every rule for every node and site: what must fit in one evaluation period), over
-``--ticks`` 10 s periods. Peak RSS of
-the process is printed at the end, with the interpreter's own before the fleet was built as the reference.
+``--ticks`` 10 s periods. References from the same run: the controller's evaluation period (``--alert-eval-s``,
+15 s by default), which a tick must fit in, and a static threshold check over the same nodes (one dict read and one
+comparison per node: the least any evaluator does). Peak RSS of the process is printed at the end, with the
+controller's code imported before the fleet was built as the reference.
 
     python -m benchmarks.alerts_eval --nodes 10000 --ticks 12
 """
@@ -19,8 +21,11 @@ import resource
 import statistics
 import time
 
+import controller.service  # noqa: F401 - the controller's code, so the reference RSS is a controller's
 from controller.alerts import AlertMonitor, CompartmentReading, DoorEdge, DoorOutcome, NodeInfo, TelemetrySample
+from controller.settings import ControllerSettings
 
+EVAL_PERIOD_S = ControllerSettings.model_fields["alert_eval_s"].default
 COMPARTMENTS = tuple(f"C{i}" for i in range(8))
 STEP_S = 450.0  # one battery point per window_h / max_points (6 h / 48)
 
@@ -69,6 +74,16 @@ def build(nodes: int, rng: random.Random) -> tuple[AlertMonitor, list[tuple[str,
     return mon, fleet, t + 60
 
 
+def threshold_loop(last_soc: dict[str, float], floor_pct: float = 20.0) -> tuple[float, int]:
+    """The reference: a static threshold check over every node (one read, one comparison); CPU s and nodes low."""
+    started = time.process_time()
+    low = 0
+    for soc in last_soc.values():
+        if soc <= floor_pct:
+            low += 1
+    return time.process_time() - started, low
+
+
 def main() -> None:
     """Build the fleet, time one telemetry round and ``--ticks`` ticks, print a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,6 +117,9 @@ def main() -> None:
         rounds.append((round_cpu, time.process_time() - started))
         notes += count
 
+    last_soc = {node: 95.0 - drain for node, _, drain, _ in fleet}
+    reference = statistics.median(threshold_loop(last_soc)[0] for _ in range(max(args.ticks, 5)))
+    tick_cpu = statistics.median(k for _, k in rounds)
     open_alerts = len(mon.engine.open_records())
     print(f"alerts_eval: {args.nodes} nodes, {args.nodes // 100 or 1} sites, {len(COMPARTMENTS)} compartments each")
     print(f"python {platform.python_version()} on {platform.machine()}, {platform.processor() or 'cpu ?'}\n")
@@ -109,15 +127,21 @@ def main() -> None:
         ("build and warm the fleet (48 battery points each)", build_cpu),
         ("telemetry round, every node refits its slope (once per 450 s)", fit_cpu),
         (f"telemetry round, median of {len(rounds)} periods", statistics.median(r for r, _ in rounds)),
-        (f"tick (every rule, node and site), median of {len(rounds)}", statistics.median(k for _, k in rounds)),
+        (f"tick (every rule, node and site), median of {len(rounds)}", tick_cpu),
         ("tick, slowest", max(k for _, k in rounds)),
+        ("reference: static threshold check over the same nodes, median", reference),
     ]
     print("| step | CPU s | per node µs |")
     print("|---|---|---|")
     for label, cpu in rows:
-        print(f"| {label} | {cpu:.3f} | {1e6 * cpu / args.nodes:.1f} |")
+        print(f"| {label} | {cpu:.4f} | {1e6 * cpu / args.nodes:.2f} |")
     print(f"\nnotifications {notes}, open alerts {open_alerts}")
-    print(f"peak RSS {peak_rss_mib():.0f} MiB (interpreter and imports before the fleet: {base_rss:.0f} MiB)")
+    slowest = max(k for _, k in rounds)
+    print(
+        f"tick / evaluation period ({EVAL_PERIOD_S:g} s): median {tick_cpu / EVAL_PERIOD_S:.4f}, "
+        f"slowest {slowest / EVAL_PERIOD_S:.4f}; tick / threshold loop: {tick_cpu / max(reference, 1e-9):.0f}x"
+    )
+    print(f"peak RSS {peak_rss_mib():.0f} MiB (the controller's code imported, before the fleet: {base_rss:.0f} MiB)")
 
 
 if __name__ == "__main__":
