@@ -131,7 +131,7 @@ def test_every_query_of_both_dashboards_returns_data_from_a_live_controller(
         door_dwell_s=0.2,
     )
     with background_fleet(sim) as fleet:
-        assert wait_until(lambda: bool(controller.http.get("/v1/nodes", params={"state": "online"}).json()), 20)
+        assert wait_until(lambda: bool(controller.http.get("/v1/nodes/sim-0000").json().get("telemetry")), 20)
         assert wait_until(lambda: fleet.agents[0].keypad is not None, 10)
         arrival = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
         body = {"site": "centre", "size": "S", "parcel_ref": "P-1", "expected_arrival": arrival}
