@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import ViewportSize, sync_playwright
 
 from controller.cli import main
 from controller.devstack.services import Mosquitto
@@ -38,7 +39,6 @@ from tests.harness.mqtt import connect, wait_until
 
 pytestmark = pytest.mark.integration
 
-playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [
@@ -50,7 +50,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-PHONE = {"width": 375, "height": 812}
+PHONE: ViewportSize = {"width": 375, "height": 812}
 SITES = [{"site_id": "centre", "lat": 52.5200, "lon": 13.4050}, {"site_id": "north", "lat": 52.58, "lon": 13.40}]
 RULES = """
 [defaults.battery]
@@ -191,7 +191,7 @@ def test_a_swap_closes_on_the_page_only_after_the_locker_reports_the_new_pack(
     assert controller.http.get("/v1/field/route").status_code == 403  # an operator key is not a technician's
     assert httpx.get(f"{controller.url}/v1/field/route").status_code == 401
 
-    with playwright.sync_playwright() as pw:
+    with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
         page.goto(f"{controller.url}/field")
