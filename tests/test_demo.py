@@ -1,6 +1,6 @@
 """The README's first command: the demo starts broker, InfluxDB, controller and a sited fleet, walks a parcel through
-a reservation as a courier partner would, tells one battery swap from forecast to resolved alert, keeps its keys for
-the next run and stops cleanly on Ctrl-C."""
+a reservation as a courier partner would, tells one battery swap from forecast to verified work order, keeps its keys
+for the next run and stops cleanly on Ctrl-C."""
 
 import os
 import re
@@ -41,8 +41,8 @@ def key_id(output: str, label: str) -> str:
     return found[1]
 
 
-def test_demo_walks_a_parcel_through_a_reservation_and_a_battery_swap_from_forecast_to_resolved(tmp_path: Path) -> None:
-    run = run_demo(tmp_path, duration_s=25)
+def test_demo_walks_a_parcel_through_a_reservation_and_a_battery_swap_from_forecast_to_verified(tmp_path: Path) -> None:
+    run = run_demo(tmp_path, duration_s=30)
     out = run.stdout
     assert run.returncode == 0, run.stderr
     assert "nodes online   3/3" in out, out
@@ -59,10 +59,18 @@ def test_demo_walks_a_parcel_through_a_reservation_and_a_battery_swap_from_forec
     assert re.search(r"-> 200 in \d+ ms +state=picked_up\n", walk), walk
     assert "courier     walk done" in walk
     swap = re.findall(r"^swap +(.*)$", out, re.M)
-    assert len(swap) == 3, out
-    assert re.fullmatch(r"alert battery_swap:sim-0001 firing \(warning\): empty in [\d.]+ h at 4\d% .*", swap[0])
-    assert re.fullmatch(r"a technician swaps the pack of sim-0001 \(simulated\): 4\d% -> 100%, 0 cycles", swap[1])
-    assert swap[2] == "alert battery_swap:sim-0001 resolved: the controller saw the new pack in sim-0001's telemetry"
+    assert len(swap) == 5, out
+    fired, opened, swapped, resolved, verified = (
+        next(i for i, line in enumerate(swap) if re.fullmatch(pattern, line))
+        for pattern in (
+            r"alert battery_swap:sim-0001 firing \(warning\): empty in [\d.]+ h at 4\d% .*",
+            r"work order wo-battery_swap:sim-0001 open: empty in [\d.]+ h at 4\d% .*",
+            r"a technician swaps the pack of sim-0001 \(simulated\): 4\d% -> 100%, 0 cycles",
+            r"alert battery_swap:sim-0001 resolved: the controller saw the new pack in sim-0001's telemetry",
+            r"work order wo-battery_swap:sim-0001 verified: telemetry showed soc_jump, then 4 s healthy",
+        )
+    )
+    assert fired < swapped < resolved < verified and fired < opened, swap
     assert key_id(out, "operator") and key_id(out, "partner")
     assert "`lockerfleet` is not on your PATH: `source .venv/bin/activate` (or `make shell`) puts it there" in out
     rows = [int(m) for m in re.findall(r"telemetry rows in InfluxDB (\d+)", out)]

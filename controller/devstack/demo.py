@@ -5,9 +5,10 @@ own ports (in their own process group, so the terminal's Ctrl-C reaches only the
 the controller (HTTP API, ``/metrics``, InfluxDB ingest) with the shipped sites file, and a simulated fleet spread
 over those sites whose agents each keep a journal. Once the fleet is up, the demo walks one parcel through a
 reservation as a courier partner's app would (:mod:`controller.devstack.courier_walk`), and tells the story of one
-battery swap: a locker draining fast is forecast empty, its swap alert fires, the pack is swapped and the alert
-resolves (:mod:`controller.devstack.swap_story`). Then it keeps running for exploration until Ctrl-C or
-``--duration-s``. Its API keys are kept in the run directory and reused by the next run.
+battery swap: a locker draining fast is forecast empty, its swap alert fires and opens a work order, the pack is
+swapped, the alert resolves and the work order is verified (:mod:`controller.devstack.swap_story`). Then it keeps
+running for exploration until Ctrl-C or ``--duration-s``. Its API keys are kept in the run directory and reused by
+the next run.
 """
 
 import gc
@@ -29,7 +30,7 @@ from controller.commands.signing import command_signing_key, public_key_line
 from controller.devstack.courier_walk import CourierWalk, WalkStoppedError
 from controller.devstack.demo_keys import DemoKeys, demo_keys
 from controller.devstack.services import Influxd, Mosquitto, free_port, port_is_free
-from controller.devstack.swap_story import FAULTS, RULES, SwapStory
+from controller.devstack.swap_story import FAULTS, HEALTHY_FOR_S, RULES, SwapStory
 from controller.service import Controller
 from controller.settings import ControllerSettings, DemoSettings, reservations_sqlite_url
 from node_agent.controller_key import TOFU_FILE
@@ -129,6 +130,7 @@ def run_demo(settings: DemoSettings) -> int:
                 sites_file=SITES_FILE,
                 fleet_snapshot_s=2.0,
                 alert_rules_file=rules_file,
+                field_healthy_for_s=HEALTHY_FOR_S,
             )
         )
         server, thread = _controller_server(controller)

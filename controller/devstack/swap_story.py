@@ -1,5 +1,7 @@
 """The swap story of the demo: one locker's battery drains fast, the controller forecasts it empty and raises a swap
-alert, a technician swaps the pack (simulated), and the alert resolves on the new pack's telemetry.
+alert that opens a work order, a technician swaps the pack (simulated), the alert resolves on the new pack's
+telemetry, and the controller closes the work order as verified once the node stays healthy
+(:data:`HEALTHY_FOR_S`, the demo's ``--field-healthy-for-s``).
 
 The locker (:data:`NODE`) runs on battery with a heavy load and a half-empty pack (simulator faults ``drain:2`` and
 ``pack:drop:45``). The demo's alert rules (:data:`RULES`) fit the forecast on seconds of history instead of hours, so
@@ -20,6 +22,8 @@ FAULTS = f"{NODE}=drain:2,{NODE}=pack:drop:45"
 ALERT_ID = f"battery_swap:{NODE}"
 SWAP_AFTER_S = 3.0
 """How long after the alert fires the (simulated) technician swaps the pack."""
+HEALTHY_FOR_S = 4.0
+"""How long the node stays healthy after the swap before its work order is verified (15 min in a real fleet)."""
 RULES = """\
 # The demo's alert rules: the battery forecast on seconds of history (a real fleet fits hours: see
 # controller/alerts/rules.example.toml), so a fast-draining locker is forecast empty within seconds.
@@ -52,6 +56,7 @@ class SwapStory:
         self.clock = clock
         self.step_name = "waiting" if NODE in fleet.faults else "done"
         self._fired_at = 0.0
+        self._told: set[str] = set()
 
     @property
     def done(self) -> bool:
@@ -73,13 +78,30 @@ class SwapStory:
             self.fleet.swap_pack(NODE)
             self.say(f"swap        a technician swaps the pack of {NODE} (simulated): {soc:.0f}% -> 100%, 0 cycles")
             self.step_name = "swapped"
-        elif self.step_name == "swapped" and state == "resolved":
-            assert alert is not None
+        order = self._order()
+        if order is not None and "order" not in self._told:
+            self._told.add("order")
+            self.say(f"swap        work order {order['order_id']} {order['state']}: {order['problem']}")
+        if self.step_name != "swapped":
+            return
+        if state == "resolved" and "resolved" not in self._told:
+            self._told.add("resolved")
             self.say(f"swap        alert {ALERT_ID} resolved: the controller saw the new pack in {NODE}'s telemetry")
+        if order is not None and order["state"] == "verified" and "verified" not in self._told:
+            self._told.add("verified")
+            self.say(
+                f"swap        work order {order['order_id']} verified: telemetry showed {order['evidence']}, then "
+                f"{HEALTHY_FOR_S:g} s healthy"
+            )
+        if {"resolved", "verified"} <= self._told:
             self.step_name = "done"
 
     def _index(self) -> int:
         return list(self.fleet.faults).index(NODE)
+
+    def _order(self) -> dict[str, Any] | None:
+        orders = self.api.get("/v1/work-orders", params={"node": NODE}).json()
+        return next((o for o in orders if o["kind"] == "battery_swap"), None)
 
     def _alert(self) -> dict[str, Any] | None:
         alerts = self.api.get("/v1/alerts", params={"node": NODE}).json()
