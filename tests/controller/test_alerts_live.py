@@ -245,16 +245,23 @@ def test_a_thousand_nodes_of_one_site_going_dark_are_one_grouped_alert(
         lockers.death(node, boot=3)
     raised = "site_uplink_lost:@big#1:raised"
     assert wait_until(lambda: keys(mqtt_notices(capture)) == [raised], 60), mqtt_notices(capture)[:3]
-    [site_alert] = controller.http.get("/v1/alerts", params={"state": "firing"}).json()
-    assert site_alert["id"] == "site_uplink_lost:@big" and site_alert["details"]["offline"] == 1000
-    assert len(site_alert["details"]["nodes"]) == 1000
+
+    def site_alert() -> dict[str, Any]:
+        [alert] = controller.http.get("/v1/alerts", params={"state": "firing"}).json()
+        return dict(alert)
+
+    assert site_alert()["id"] == "site_uplink_lost:@big"
+    # raised once the site's share went dark; its details follow the deaths still arriving
+    assert wait_until(lambda: site_alert()["details"]["offline"] == 1000, 30), site_alert()["details"]["offline"]
+    assert len(site_alert()["details"]["nodes"]) == 1000
 
     for node in nodes:  # the uplink is back: the site alert resolves, the held node alerts never fire
         lockers.birth(node, boot=4, site="big")
     resolved = "site_uplink_lost:@big#1:resolved"
     assert wait_until(lambda: keys(mqtt_notices(capture)) == [raised, resolved], 60), mqtt_notices(capture)[:3]
     notices = mqtt_notices(capture)
-    assert notices[0]["details"]["offline"] == 1000 and len(notices[0]["details"]["nodes"]) == 100  # cut to 100
+    raised_with = notices[0]["details"]["offline"]  # as many as were dark when it was raised
+    assert 500 <= raised_with <= 1000 and len(notices[0]["details"]["nodes"]) == min(raised_with, 100)  # cut to 100
     assert wait_until(lambda: controller.http.get("/v1/alerts", params={"state": "open"}).json() == [], 30)
     lockers.close()
     capture.close()
