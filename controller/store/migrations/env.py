@@ -9,6 +9,7 @@ from controller.store import fleet as fleet_store
 from controller.store import operators as operator_store
 from controller.store import reservations as reservation_store
 from controller.store import rollouts as rollout_store
+from controller.store import spool as spool_store
 
 METADATA = [
     reservation_store.METADATA,
@@ -17,6 +18,7 @@ METADATA = [
     alert_store.METADATA,
     rollout_store.METADATA,
     field_store.METADATA,
+    spool_store.METADATA,
 ]
 
 config = context.config

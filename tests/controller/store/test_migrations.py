@@ -17,6 +17,7 @@ from controller.store import migrations
 from controller.store import operators as operator_store
 from controller.store import reservations as reservation_store
 from controller.store import rollouts as rollout_store
+from controller.store import spool as spool_store
 from controller.store.operators import OperatorStore
 from controller.store.reservations import ReservationStore
 from tests.controller.store.test_reservation_store import reservation
@@ -34,6 +35,7 @@ def models() -> sa.MetaData:
         alert_store.METADATA,
         rollout_store.METADATA,
         field_store.METADATA,
+        spool_store.METADATA,
     ):
         for table in metadata.tables.values():
             table.to_metadata(combined)
