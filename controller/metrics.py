@@ -69,6 +69,17 @@ class Metrics:
             "Messages received but not yet stored and acknowledged (capped by the MQTT receive maximum).",
             registry=r,
         )
+        self.oldest_unstored = Gauge(
+            "lockerfleet_oldest_unstored_age_seconds",
+            "Age of the oldest message or point the controller received and InfluxDB has not stored yet (0: none "
+            "waits); grows while InfluxDB is unreachable.",
+            registry=r,
+        )
+        self.spool_lines = Gauge(
+            "lockerfleet_influx_spool_lines",
+            "Points of statuses, results and events acknowledged and waiting in the controller's store for InfluxDB.",
+            registry=r,
+        )
         self.nodes_in_maintenance = Gauge(
             "lockerfleet_nodes_in_maintenance",
             "Nodes an operator took out of the reservation pool.",

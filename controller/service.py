@@ -3,6 +3,7 @@
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -17,12 +18,23 @@ from controller.fleet.registry import Fleet, NodeState
 from controller.influx.lineproto import fleet_line, maintenance_line
 from controller.influx.writer import InfluxWriter
 from controller.ingest.dedup import SeenWindow
+from controller.ingest.delivery import DeliveryHandler
 from controller.ingest.handler import Ingest
+from controller.ingest.health import Health, assess
 from controller.ingest.pipeline import WritePipeline
+from controller.ingest.spool import ControlSpool
 from controller.kpis.job import InfluxRows, KpiJob
 from controller.metrics import Metrics
-from controller.mqtt.ingest_session import AckToken, IngestLink, LinkSettings
+from controller.mqtt.ingest_session import (
+    CONTROL_CHANNELS,
+    CONTROL_SUFFIX,
+    DATA_CHANNELS,
+    AckToken,
+    IngestLink,
+    LinkSettings,
+)
 from controller.mqtt.publisher import CommandLink
+from controller.mqtt.session_metrics import SessionMetrics
 from controller.notify.webhooks import WebhookSender
 from controller.reservations.limits import Limits
 from controller.reservations.service import Reservations, sites_from
@@ -33,6 +45,7 @@ from controller.store.fleet import FleetStore, adopt_sqlite_registry
 from controller.store.operators import Maintenance, OperatorStore
 from controller.store.reservations import ReservationStore
 from controller.store.rollouts import RolloutStore
+from controller.store.spool import SpoolStore
 from controller.swapqueue import GeoPoint, VerifyPolicy
 from controller.swapqueue.ortools_sequencer import sequence
 from schemas import Message, StatusBirth
@@ -44,6 +57,9 @@ log = logging.getLogger(__name__)
 STOP_FLUSH_S = 2.0
 """At stop, time to store and acknowledge what is buffered (SIGTERM ends the process within 5 s; the rest waits on
 the broker, unacknowledged, for the next start)."""
+SPOOL_STOP_S = 1.0
+"""At stop, time to spool and acknowledge the control messages handed over (what InfluxDB has not stored yet stays in
+the spool for the next start)."""
 
 
 class Controller:
@@ -66,16 +82,31 @@ class Controller:
             token,
             on_retry=lambda _e: self.metrics.write_retries.inc(),
         )
-        self.link = IngestLink(
+        session_metrics = SessionMetrics(self.metrics.registry)
+        self.link = IngestLink(  # telemetry: acknowledged once InfluxDB stored it
             LinkSettings(
                 url=str(settings.mqtt_url),
                 broker_files=settings.broker_files(),
                 client_id=settings.client_id,
                 share_group=settings.share_group,
+                channels=DATA_CHANNELS,
                 receive_maximum=settings.receive_maximum,
             ),
             self._on_message,
-            registry=self.metrics.registry,
+            metrics=session_metrics,
+        )
+        self.control_link = IngestLink(  # statuses, results, events: acknowledged once acted on and spooled
+            LinkSettings(
+                url=str(settings.mqtt_url),
+                broker_files=settings.broker_files(),
+                client_id=f"{settings.client_id}{CONTROL_SUFFIX}",
+                username_suffix=CONTROL_SUFFIX,
+                share_group=settings.share_group,
+                channels=CONTROL_CHANNELS,
+                receive_maximum=settings.control_receive_maximum,
+            ),
+            self._on_control,
+            metrics=session_metrics,
         )
         self.command_link = CommandLink(
             str(settings.mqtt_url), f"{settings.client_id}-commands", settings.broker_files()
@@ -89,6 +120,13 @@ class Controller:
             self.link.ack,
             max_lines=settings.batch_max_lines,
             max_age_s=settings.batch_max_age_s,
+        )
+        self.spool: ControlSpool[AckToken] = ControlSpool(
+            SpoolStore(self.reservation_store.engine),
+            self.writer,
+            self.metrics,
+            self.control_link.ack,
+            self.pipeline.remember,
         )
         sites = json.loads(settings.sites_file.read_text()) if settings.sites_file else []
         self.operators = OperatorStore(self.reservation_store.engine)
@@ -193,16 +231,26 @@ class Controller:
             clock=clock,
             dead_letter_max_bytes=settings.dead_letter_max_bytes,
         )
+        self._data_delivery: DeliveryHandler[AckToken] = DeliveryHandler(
+            self.ingest, self.pipeline.submit, session="telemetry"
+        )
+        self._control_delivery: DeliveryHandler[AckToken] = DeliveryHandler(
+            self.ingest, self.spool.submit, session="control"
+        )
+        self.metrics.oldest_unstored.set_function(self.oldest_unstored_s)
+        self.metrics.spool_lines.set_function(lambda: self.spool.lines_waiting)
 
     def start(self) -> None:
         """Create the database if needed, start the writer, connect to the broker."""
         self.writer.ensure_database()
         self.pipeline.start()
+        self.spool.start()
         self.webhooks.start()
         self.command_link.start()
         self.field.start()
         self.alerts.start()
         self.rollouts.start()
+        self.control_link.start()
         self.link.start()
         log.info(
             "controller running mqtt=%s influx=%s db=%s store=%s nodes_known=%d",
@@ -215,20 +263,46 @@ class Controller:
 
     def stop(self) -> None:
         """Disconnect, write what is buffered, close the store."""
-        self.link.stop()
+        self._data_delivery.stop()
+        self._control_delivery.stop()
+        links = [threading.Thread(target=link.stop) for link in (self.link, self.control_link)]
+        for stopping in links:
+            stopping.start()
+        for stopping in links:
+            stopping.join()
         self.rollouts.stop()
         self.alerts.stop()
         self.field.stop()
         self.command_link.stop()
         self.webhooks.stop()
+        self.spool.stop(timeout_s=SPOOL_STOP_S)
         self.pipeline.stop(timeout_s=STOP_FLUSH_S)
         self.writer.close()
         self.store.close()
         self.reservation_store.close()
 
     def broker_up(self) -> bool:
-        """Whether both MQTT connections (results in, commands out) are up."""
-        return self.link.connected.is_set() and self.command_link.connected.is_set()
+        """Whether the MQTT connections opens need (results in, commands out) are up."""
+        return self.control_link.connected.is_set() and self.command_link.connected.is_set()
+
+    def alive(self) -> bool:
+        """Whether the threads ingest depends on run (liveness: they only end at :meth:`stop`)."""
+        return self.link.alive and self.control_link.alive and self.pipeline.alive and self.spool.alive
+
+    def oldest_unstored_s(self) -> float:
+        """Age of the oldest message or point received and not yet in InfluxDB (0: none waits)."""
+        return max(self.pipeline.oldest_age_s(), self.spool.oldest_age_s())
+
+    def health(self) -> Health:
+        """Readiness: serving, degraded (InfluxDB or telemetry behind, opens work) or not ready (opens cannot)."""
+        return assess(
+            control_up=self.control_link.connected.is_set(),
+            commands_up=self.command_link.connected.is_set(),
+            telemetry_up=self.link.connected.is_set(),
+            influx_unreachable_s=self.writer.unreachable_s(),
+            messages_waiting=self.pipeline.waiting + self.spool.waiting + self.spool.lines_waiting,
+            oldest_unstored_s=self.oldest_unstored_s(),
+        )
 
     def knows_key(self, token: str) -> bool:
         """Whether ``token`` is a valid API key of any kind (operator, courier partner or field technician)."""
@@ -275,14 +349,12 @@ class Controller:
         self.alerts.observe(message, now)
 
     def _on_message(self, topic_name: str, payload: bytes, token: AckToken | None) -> None:
-        try:
-            handled = self.ingest.handle(topic_name, payload)
-        except Exception:  # a bug, not bad input: keep serving, and say so loudly
-            log.exception("ingest failed topic=%s action=report this bug with the payload below", topic_name)
-            log.error("payload=%r", payload[:1024])
-            self.pipeline.submit([], token)
-            return
-        self.pipeline.submit(handled.lines, token, handled.key)
+        """A telemetry delivery: stored in InfluxDB, then acknowledged."""
+        self._data_delivery(topic_name, payload, token)
+
+    def _on_control(self, topic_name: str, payload: bytes, token: AckToken | None) -> None:
+        """A status, result or event: acted on, its points spooled in the store, then acknowledged."""
+        self._control_delivery(topic_name, payload, token)
 
     def _provision(self, birth: StatusBirth) -> None:
         """Send a newly (re)born node its own code key (derived, so every controller sends the same one)."""

@@ -62,7 +62,13 @@ class ControllerSettings(BrokerSettings, BaseSettings):
         default=20000,
         ge=10,
         le=65535,
-        description="Messages the broker may deliver before they are stored and acknowledged (the ingest buffer).",
+        description="Telemetry messages the broker may deliver before InfluxDB stored them (the ingest buffer).",
+    )
+    control_receive_maximum: int = Field(
+        default=2000,
+        ge=10,
+        le=65535,
+        description="Statuses, results and events the broker may deliver before they are spooled and acknowledged.",
     )
     batch_max_lines: int = Field(default=5000, ge=1, description="Write to InfluxDB once this many lines wait.")
     batch_max_age_s: float = Field(default=0.1, gt=0, le=60, description="Write waiting lines at least this often.")

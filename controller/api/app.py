@@ -1,4 +1,4 @@
-"""The HTTP API: operators' ``/v1/nodes``, couriers' ``/v1/reservations``, ``/healthz`` and ``/metrics``.
+"""The HTTP API: operators' ``/v1/nodes``, couriers' ``/v1/reservations``, ``/healthz``, ``/readyz``, ``/metrics``.
 
 FastAPI; the OpenAPI document is at ``/openapi.json``, and ``/docs`` (Swagger UI) and ``/redoc`` load their scripts
 from the controller itself (fastapi-offline's copies), so they work on a control network with no internet.
@@ -25,6 +25,7 @@ from controller.api.nodes import nodes_router, operator_auth
 from controller.api.reservations import reservations_router
 from controller.api.rollouts import rollouts_router
 from controller.commands.rate_limit import KeyedLimits
+from controller.ingest.health import Readiness
 from controller.releases.http import releases_router
 from controller.service import Controller
 
@@ -81,16 +82,32 @@ def create_app(controller: Controller) -> FastAPI:
         unguarded=ARTIFACTS,
     )
 
-    @app.get("/healthz", responses={503: {"model": ApiError}})
-    def healthz() -> JSONResponse:
-        """200 while connected to the broker; 503 otherwise."""
-        ok = controller.link.connected.is_set()
-        body = {
-            "mqtt_connected": ok,
+    def health_body() -> dict[str, object]:
+        health = controller.health()
+        return {
+            "status": health.detail,
+            "readiness": health.readiness.value,
+            "mqtt_connected": controller.broker_up(),
+            "influx_unreachable_s": health.influx_unreachable_s,
+            "messages_waiting": health.messages_waiting,
+            "oldest_unstored_s": round(health.oldest_unstored_s, 3),
             "buffered_messages": controller.pipeline.waiting,
             "nodes": len(controller.fleet.records()),
         }
-        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/healthz", responses={503: {"model": ApiError}})
+    def healthz() -> JSONResponse:
+        """Liveness: 200 while the controller's threads run (whatever the broker or InfluxDB do), else 503."""
+        body = health_body()
+        alive = controller.alive()
+        body["alive"] = alive
+        return JSONResponse(body, status_code=200 if alive else 503)
+
+    @app.get("/readyz", responses={503: {"model": ApiError}})
+    def readyz() -> JSONResponse:
+        """Readiness: 200 serving or degraded (InfluxDB or telemetry behind; opens work), 503 when opens cannot."""
+        body = health_body()
+        return JSONResponse(body, status_code=503 if body["readiness"] == Readiness.NOT_READY else 200)
 
     metrics_token = (
         controller.settings.metrics_token_file.read_text().strip() if controller.settings.metrics_token_file else None

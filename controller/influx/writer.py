@@ -9,6 +9,7 @@ of a batch (it stores the valid ones): that is reported, never retried.
 import gzip
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -66,6 +67,7 @@ class InfluxWriter:
         self._stopping = threading.Event()
         self._backoff = wait_random_exponential(multiplier=0.2, max=max_backoff_s)
         self._on_retry = on_retry
+        self._failing_since: float | None = None
 
     def ensure_database(self) -> None:
         """Create the database on InfluxDB 1.x; elsewhere (2.x/3.x bucket) log what to do if it fails."""
@@ -104,6 +106,11 @@ class InfluxWriter:
         """True once :meth:`stop` was called."""
         return self._stopping.is_set()
 
+    def unreachable_s(self) -> float | None:
+        """For how long writes have been failing and retried (None: the last attempt reached InfluxDB)."""
+        since = self._failing_since
+        return None if since is None else time.monotonic() - since
+
     def close(self) -> None:
         """Stop and close the connection pool."""
         self.stop()
@@ -112,9 +119,11 @@ class InfluxWriter:
     def _post(self, body: bytes) -> None:
         response = self._http.post("/write", params={"db": self.db, "precision": "ns"}, content=body, headers=_GZIP)
         if response.status_code == 204:
+            self._failing_since = None
             return
         detail = f"HTTP {response.status_code}: {response.text[:500]}"
         if response.status_code == 400:
+            self._failing_since = None
             raise InfluxRefusedError(detail)
         if response.status_code in _RETRY_STATUS or response.status_code >= 500:
             raise InfluxUnavailableError(detail, _retry_after(response.headers.get("Retry-After")))
@@ -129,6 +138,8 @@ class InfluxWriter:
     def _before_sleep(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         assert error is not None
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         self._on_retry(error)
         if state.attempt_number in (1, 10) or state.attempt_number % 100 == 0:
             log.warning(

@@ -6,6 +6,7 @@ the message once they are stored.
 """
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +46,9 @@ from schemas import (
 log = logging.getLogger(__name__)
 
 NO_LINES: Final[list[str]] = []
+
+HANDLER_ERROR: Final = "handler_error"
+"""Dead-letter reason of a valid message the controller failed to handle, again and again (a bug to report)."""
 
 NodeMessage = Telemetry | DoorEvent | LedgerEvent | KeypadEvent | OtaEvent | CommandResult
 """What a node sends besides its status: deduplicated, stored, routed."""
@@ -89,6 +93,7 @@ class Ingest:
         self._dead_letter_max_bytes = dead_letter_max_bytes
         self._throttle = Throttle(60.0)
         self._last_dead_ns = 0
+        self._dead_lock = threading.Lock()  # dead letters come from both MQTT sessions' threads
         upward = [c for c in Channel if c.direction is Direction.UP]
         self._ingested = {c: metrics.ingested.labels(c.value) for c in upward}
         self._duplicates = {c: metrics.duplicates.labels(c.value) for c in upward}
@@ -99,7 +104,7 @@ class Ingest:
         try:
             where, message = decode_message(topic, payload)
         except PayloadError as exc:
-            return Handled([self._dead_letter(exc, topic, payload, now)])
+            return Handled([self._dead_letter(exc.reason.value, exc.detail, topic, payload, now)])
         channel = where.channel
         if isinstance(message, StatusBirth | StatusDeath):
             record = self.fleet.apply_status(message, now)
@@ -112,7 +117,8 @@ class Ingest:
             return Handled(NO_LINES)
         if not isinstance(message, NodeMessage):
             # A command echoed on a node channel: not ours to store.
-            return Handled([self._dead_letter(_wrong_channel(topic), topic, payload, now)])
+            error = _wrong_channel(topic)
+            return Handled([self._dead_letter(error.reason.value, error.detail, topic, payload, now)])
         return self._node_message(channel, message, now)
 
     def _node_message(self, channel: Channel, message: NodeMessage, now: float) -> Handled:
@@ -143,10 +149,16 @@ class Ingest:
         self._on_result(message)
         return result_line(message)
 
-    def _dead_letter(self, error: PayloadError, topic: str, payload: bytes, now: float) -> str:
-        reason = error.reason.value
+    def failed(self, topic: str, payload: bytes, error: Exception) -> Handled:
+        """The dead letter of a message whose handling kept failing with ``error`` (a bug: its bytes are kept)."""
+        return Handled([self._dead_letter(HANDLER_ERROR, repr(error)[:500], topic, payload, self._clock())])
+
+    def _dead_letter(self, reason: str, detail: str, topic: str, payload: bytes, now: float) -> str:
         self._metrics.rejected.labels(reason).inc()
-        held = self._throttle.allow(reason, now)
+        with self._dead_lock:
+            held = self._throttle.allow(reason, now)
+            when_ns = max(int(now * 1e9), self._last_dead_ns + 1)  # unique: dead letters never overwrite each other
+            self._last_dead_ns = when_ns
         if held is not None:
             log.warning(
                 "message refused reason=%s topic=%s size=%d detail=%s held_back=%d "
@@ -155,12 +167,10 @@ class Ingest:
                 reason,
                 topic,
                 len(payload),
-                error.detail,
+                detail,
                 held,
             )
-        when_ns = max(int(now * 1e9), self._last_dead_ns + 1)  # unique: dead letters never overwrite each other
-        self._last_dead_ns = when_ns
-        return dead_letter_line(reason, topic, payload, error.detail, when_ns, self._dead_letter_max_bytes)
+        return dead_letter_line(reason, topic, payload, detail, when_ns, self._dead_letter_max_bytes)
 
 
 def _wrong_channel(topic: str) -> PayloadError:

@@ -42,6 +42,7 @@ class WritePipeline(Generic[T]):
         self._cond = threading.Condition()
         self._stopping = False
         self._waiting = 0
+        self._writing_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="influx-writer", daemon=True)
         metrics.buffer_messages.set_function(lambda: self._waiting)
 
@@ -71,6 +72,27 @@ class WritePipeline(Generic[T]):
         with self._cond:
             return self._seen.contains(key)
 
+    def remember(self, keys: list[MessageKey]) -> None:
+        """Record messages stored by another way (the control spool) as stored."""
+        if keys:
+            with self._cond:
+                for key in keys:
+                    self._seen.add(key)
+
+    def oldest_age_s(self) -> float:
+        """Age of the oldest lines submitted and not yet stored (0 when none)."""
+        with self._cond:
+            opened = [] if self._writing_since is None else [self._writing_since]
+            deadline = self._batcher.deadline()
+            if deadline is not None:
+                opened.append(deadline - self._batcher.max_age_s)
+        return max(time.monotonic() - min(opened), 0.0) if opened else 0.0
+
+    @property
+    def alive(self) -> bool:
+        """The writer thread runs (false before :meth:`start` and after :meth:`stop`)."""
+        return self._thread.is_alive()
+
     def stop(self, timeout_s: float = 10.0) -> None:
         """Write what is buffered, then stop, all within ``timeout_s``; unwritten messages stay unacknowledged.
 
@@ -91,7 +113,9 @@ class WritePipeline(Generic[T]):
             while True:
                 now = time.monotonic()
                 if self._batcher.due(now) or (self._stopping and not self._batcher.empty):
-                    return self._batcher.take()
+                    batch = self._batcher.take()
+                    self._writing_since = batch.opened_at
+                    return batch
                 if self._stopping:
                     return None
                 deadline = self._batcher.deadline()
@@ -105,6 +129,7 @@ class WritePipeline(Generic[T]):
                 for key in batch.keys:
                     self._seen.add(key)
                 self._waiting -= len(batch.tokens)
+                self._writing_since = None
             if batch.tokens:
                 self._ack(batch.tokens)
 

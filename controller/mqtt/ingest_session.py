@@ -1,10 +1,11 @@
 """The ingest session: a receive-only MQTT 5 connection in one thread, acknowledging only what was stored.
 
-It subscribes to every node's status and command results (ordinary subscriptions: every controller process needs
-all of them, and shared subscriptions get no retained births) and to telemetry and events (optionally an MQTT 5
-shared subscription, so several controller processes split the load). The session is persistent: what arrives
-while the controller is away, or was delivered but never acknowledged, is delivered again. The receive maximum
-bounds how many unacknowledged messages the broker hands over: it is the ingest buffer and its back-pressure.
+It subscribes to the channels it is given: every node's status and command results as ordinary subscriptions
+(every controller process needs all of them, and shared subscriptions get no retained births), telemetry and events
+optionally as an MQTT 5 shared subscription, so several controller processes split the load. The controller runs
+two: one for telemetry, one for the control traffic, each with its own receive window. The session is persistent:
+what arrives while the controller is away, or was delivered but never acknowledged, is delivered again. The receive
+maximum bounds how many unacknowledged messages the broker hands over: it is the ingest buffer and its back-pressure.
 
 The protocol decisions (keep-alive, deadlines, what ends a connection) are in
 :mod:`controller.mqtt.ingest_protocol`; this thread only moves bytes. Whatever ends a connection, it is counted
@@ -39,6 +40,15 @@ AckToken = int
 CONNECT_TIMEOUT_S = 5.0
 """TCP connect and TLS handshake must finish within this."""
 
+DATA_CHANNELS = (Channel.TELEMETRY,)
+"""The data session's channels: acknowledged once InfluxDB stored them."""
+CONTROL_CHANNELS = (Channel.STATUS, Channel.RESULT, Channel.EVENT)
+"""The control session's channels: acknowledged once acted on and spooled in the controller's store."""
+CONTROL_SUFFIX = "-control"
+"""Appended to the client id and broker user name of the control session."""
+SHARED_CHANNELS = frozenset({Channel.TELEMETRY, Channel.EVENT})
+"""Channels split among the processes of a ``share_group``; every process needs every status and result."""
+
 STOP_WAIT_S = 2.0
 """:meth:`IngestLink.stop` waits this long for the thread (a connect in progress may outlive it; nothing is lost)."""
 
@@ -51,6 +61,11 @@ class LinkSettings:
     client_id: str
     broker_files: BrokerFiles = NO_BROKER_FILES
     share_group: str | None = None
+    channels: tuple[Channel, ...] = (Channel.STATUS, Channel.RESULT, Channel.TELEMETRY, Channel.EVENT)
+    """What the session subscribes to (the controller runs one session for telemetry, one for the rest)."""
+    username_suffix: str = ""
+    """Appended to the URL's user name (same password): a broker binding client ids to user names
+    (``use_username_as_clientid``) needs one user per connection."""
     receive_maximum: int = 20000
     session_expiry_s: int = 3600
     keepalive_s: int = 30
@@ -59,17 +74,22 @@ class LinkSettings:
 
 
 class IngestLink:
-    """Keeps the ingest session up (reconnecting with jittered backoff) and hands each delivery on."""
+    """Keeps the ingest session up (reconnecting with jittered backoff) and hands each delivery on.
+
+    ``on_message`` may raise :class:`~controller.mqtt.ingest_protocol.SessionError` to end the connection without
+    acknowledging the message: the broker delivers it again after the reconnect.
+    """
 
     def __init__(
         self,
         settings: LinkSettings,
         on_message: Callable[[str, bytes, AckToken | None], None],
         registry: CollectorRegistry | None = None,
+        metrics: SessionMetrics | None = None,
     ) -> None:
         self.settings = settings
         self._on_message = on_message
-        self.metrics = SessionMetrics(registry or CollectorRegistry())
+        self.metrics = metrics or SessionMetrics(registry or CollectorRegistry())
         broker_address(settings.url, settings.broker_files)  # unreadable files stop the controller at start
         self.connected = threading.Event()
         self._stopping = threading.Event()
@@ -82,12 +102,12 @@ class IngestLink:
     def filters(self) -> list[str]:
         """The topic filters of the session."""
         group = self.settings.share_group
-        return [
-            fleet_filter(Channel.STATUS),
-            fleet_filter(Channel.RESULT),
-            fleet_filter(Channel.TELEMETRY, group),
-            fleet_filter(Channel.EVENT, group),
-        ]
+        return [fleet_filter(c, group if c in SHARED_CHANNELS else None) for c in self.settings.channels]
+
+    @property
+    def alive(self) -> bool:
+        """The session thread runs (it reconnects by itself; it ends only on :meth:`stop`)."""
+        return self._thread.is_alive()
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Start the session thread; return once subscribed, or raise after ``timeout_s``."""
@@ -158,9 +178,10 @@ class IngestLink:
         self.metrics.drops.labels(reason).inc()
         log.log(
             logging.ERROR if reason == "internal" else logging.WARNING,
-            "ingest session down url=%s reason=%s error=%s attempt=%d action=%s; messages wait in the controller's "
-            "session",
+            "ingest session down url=%s client_id=%s reason=%s error=%s attempt=%d action=%s; messages wait in the "
+            "controller's session",
             redact_url(self.settings.url),
+            self.settings.client_id,
             reason,
             exc,
             state.attempt_number,
@@ -194,7 +215,7 @@ class IngestLink:
             session_expiry_s=self.settings.session_expiry_s,
             receive_maximum=self.settings.receive_maximum,
             max_packet_size=self.settings.max_packet_size,
-            username=broker.username,
+            username=f"{broker.username}{self.settings.username_suffix}" if broker.username else None,
             password=broker.password,
         )
         unknown = self.metrics.unknown_packets

@@ -284,7 +284,7 @@ def test_a_broker_outage_is_reported_as_the_controllers_not_as_the_node_being_of
     assert wait_until(lambda: controller.http.get("/v1/nodes/node-1").status_code == 200, 10)
     partner = controller.controller.reservation_store.create_api_key("parcelco", {"centre"}, datetime.now(UTC))
     mosquitto.stop()
-    assert wait_until(lambda: controller.http.get("/healthz").status_code == 503, 10)
+    assert wait_until(lambda: controller.http.get("/readyz").status_code == 503, 10)
     opened = controller.http.post("/v1/nodes/node-1/compartments/A1/open")
     assert opened.status_code == 503 and "lost the MQTT broker" in opened.json()["detail"]
     arrival = datetime.now(UTC).isoformat()

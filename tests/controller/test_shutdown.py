@@ -36,7 +36,7 @@ class ControllerProcess:
 
     def healthz(self) -> int | None:
         try:
-            return self.http.get("/healthz").status_code
+            return self.http.get("/readyz").status_code  # readiness: 503 while the broker is gone
         except httpx.TransportError:
             return None
 

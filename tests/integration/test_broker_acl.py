@@ -30,6 +30,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORDS = {
     "controller": "controller-pw",
+    "controller-control": "controller-pw",  # the controller's control session: its own user, same password
     "controller-commands": "controller-pw",  # the controller's command publisher: its own user, same password
     "node-1": "node-1-pw",
     "node-2": "node-2-pw",
