@@ -128,6 +128,16 @@ class _Service:
             self._proc.wait()
         self._proc = None
 
+    def pause(self) -> None:
+        """Freeze the process (SIGSTOP): connections stay open and hang, as with a server stuck or overloaded."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Let a paused process run on (SIGCONT)."""
+        if self._proc is not None:
+            self._proc.send_signal(signal.SIGCONT)
+
     def restart(self) -> Self:
         """Stop and start again on the same port, keeping the data directory."""
         self.stop()

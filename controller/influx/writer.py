@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 _GZIP = {"Content-Encoding": "gzip", "Content-Type": "text/plain; charset=utf-8"}
 _RETRY_STATUS = frozenset({401, 403, 404, 429, 500, 502, 503, 504})
+SLOW_WRITE_S = 5.0
+"""A write still unanswered after this long counts as InfluxDB being unreachable (a hung server never fails)."""
 
 
 class InfluxUnavailableError(Exception):
@@ -68,6 +70,8 @@ class InfluxWriter:
         self._backoff = wait_random_exponential(multiplier=0.2, max=max_backoff_s)
         self._on_retry = on_retry
         self._failing_since: float | None = None
+        """Start of the oldest write not yet answered by InfluxDB."""
+        self._failed = False
 
     def ensure_database(self) -> None:
         """Create the database on InfluxDB 1.x; elsewhere (2.x/3.x bucket) log what to do if it fails."""
@@ -86,6 +90,8 @@ class InfluxWriter:
     def write(self, lines: Sequence[str]) -> None:
         """Store ``lines``; retry until InfluxDB takes them. Raises :class:`InfluxRefusedError` on a 400."""
         body = gzip.compress("\n".join(lines).encode(), compresslevel=1)
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
         retrying = Retrying(
             retry=retry_if_exception_type((InfluxUnavailableError, httpx.TransportError)),
             wait=self._wait,
@@ -107,9 +113,10 @@ class InfluxWriter:
         return self._stopping.is_set()
 
     def unreachable_s(self) -> float | None:
-        """For how long writes have been failing and retried (None: the last attempt reached InfluxDB)."""
+        """For how long a write has been failing or hanging (None: InfluxDB answers, or not for long yet)."""
         since = self._failing_since
-        return None if since is None else time.monotonic() - since
+        held = None if since is None else time.monotonic() - since
+        return held if held is not None and (self._failed or held >= SLOW_WRITE_S) else None
 
     def close(self) -> None:
         """Stop and close the connection pool."""
@@ -119,15 +126,19 @@ class InfluxWriter:
     def _post(self, body: bytes) -> None:
         response = self._http.post("/write", params={"db": self.db, "precision": "ns"}, content=body, headers=_GZIP)
         if response.status_code == 204:
-            self._failing_since = None
+            self._answered()
             return
         detail = f"HTTP {response.status_code}: {response.text[:500]}"
         if response.status_code == 400:
-            self._failing_since = None
+            self._answered()
             raise InfluxRefusedError(detail)
         if response.status_code in _RETRY_STATUS or response.status_code >= 500:
             raise InfluxUnavailableError(detail, _retry_after(response.headers.get("Retry-After")))
         raise InfluxRefusedError(detail)
+
+    def _answered(self) -> None:
+        self._failing_since = None
+        self._failed = False
 
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None
@@ -138,8 +149,7 @@ class InfluxWriter:
     def _before_sleep(self, state: RetryCallState) -> None:
         error = state.outcome.exception() if state.outcome is not None else None
         assert error is not None
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
+        self._failed = True
         self._on_retry(error)
         if state.attempt_number in (1, 10) or state.attempt_number % 100 == 0:
             log.warning(
