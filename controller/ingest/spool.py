@@ -65,6 +65,8 @@ class ControlSpool(Generic[T]):
         self._lines_waiting = 0
         self._oldest: float | None = None
         """Wall-clock time the oldest line known to wait in the spool was queued."""
+        self._added_since: float | None = None
+        """When the first lines spooled since the drain last looked were queued."""
         self._spool_thread = threading.Thread(target=self._spool_loop, name="control-spool", daemon=True)
         self._drain_thread = threading.Thread(target=self._drain_loop, name="spool-drain", daemon=True)
 
@@ -162,6 +164,8 @@ class ControlSpool(Generic[T]):
                 continue
             with self._cond:
                 self._lines_waiting += len(lines)
+                if self._added_since is None:
+                    self._added_since = now
                 if self._oldest is None:
                     self._oldest = now
             self._spooled.set()
@@ -193,10 +197,12 @@ class ControlSpool(Generic[T]):
 
     def _drain_once(self) -> int:
         """Write the oldest spooled lines to InfluxDB and delete them; how many were taken."""
+        with self._cond:
+            self._added_since = None
         rows, waiting = self._store.take(self._drain_lines)
         with self._cond:
             self._lines_waiting = waiting
-            self._oldest = rows[0].queued_at if rows else None
+            self._oldest = rows[0].queued_at if rows else self._added_since
         if not rows:
             return 0
         if not self._write([row.line for row in rows]):
@@ -204,6 +210,8 @@ class ControlSpool(Generic[T]):
         self._store.delete([row.id for row in rows])
         with self._cond:
             self._lines_waiting = max(self._lines_waiting - len(rows), 0)
+            if len(rows) < self._drain_lines:  # it took them all: what waits now was spooled since
+                self._oldest = self._added_since
         return len(rows)
 
     def _write(self, lines: list[str]) -> bool:
