@@ -206,6 +206,7 @@ class Controller:
             default_timeout_s=settings.open_timeout_s,
             clock=clock,
             broker_up=self.broker_up,
+            on_breaker=self.alerts.service.set_breaker,
         )
         self.kpis = KpiJob(
             self.reservation_store.engine,

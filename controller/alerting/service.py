@@ -24,6 +24,7 @@ from controller.alerts import (
     AlertMonitor,
     AlertRecord,
     BatteryForecast,
+    BreakerState,
     Liveness,
     NodeInfo,
     Notification,
@@ -167,6 +168,10 @@ class AlertService:
             found = after or before  # a silence that had not started is gone altogether
             assert found is not None  # expire_silence raised otherwise
             return found
+
+    def set_breaker(self, breaker: BreakerState) -> None:
+        """The fleet open breaker tripped (or reset); callable from any thread."""
+        self._queue.put((breaker,))
 
     def set_maintenance(self, node_id: str, maintenance: bool) -> None:
         """A node went under maintenance or came back (its maintenance-quiet rules follow)."""

@@ -1,13 +1,15 @@
 """Contract messages to alert inputs, and inputs to the monitor: the pure half of the controller's alert adapter.
 
 :func:`inputs_of` runs on the ingest thread (a few attribute reads per message); :func:`apply` runs on the alert
-thread. A birth says where the node stands (its site) and that it is online; a last will that it is offline.
+thread. A birth says where the node stands (its site) and that it is online; a last will that it is offline. The
+fleet open breaker's state comes from the controller's open path (:class:`~controller.alerts.inputs.BreakerState`).
 """
 
 from collections.abc import Callable
 from typing import TypeAlias
 
 from controller.alerts.inputs import (
+    BreakerState,
     CompartmentReading,
     DoorEdge,
     DoorOutcome,
@@ -31,7 +33,7 @@ from schemas import (
     Telemetry,
 )
 
-AlertInput: TypeAlias = TelemetrySample | DoorEdge | DoorOutcome | KeypadLockout | Liveness | NodeInfo
+AlertInput: TypeAlias = TelemetrySample | DoorEdge | DoorOutcome | KeypadLockout | Liveness | NodeInfo | BreakerState
 """Anything the monitor is fed with."""
 
 
@@ -86,15 +88,20 @@ def telemetry_sample(t: Telemetry, received_at: float, site_id: str | None = Non
 
 def apply(monitor: AlertMonitor, item: AlertInput, now: float) -> list[Notification]:
     """Feed one input to the monitor; returns what to announce."""
-    if isinstance(item, TelemetrySample):
-        return monitor.on_telemetry(item, now)
-    if isinstance(item, DoorEdge):
-        return monitor.on_door_edge(item, now)
-    if isinstance(item, DoorOutcome):
-        return monitor.on_door_outcome(item, now)
-    if isinstance(item, KeypadLockout):
-        return monitor.on_keypad_lockout(item, now)
-    if isinstance(item, Liveness):
-        return monitor.on_liveness(item, now)
-    monitor.set_node(item, now)
-    return []
+    notes: list[Notification] = []
+    match item:
+        case TelemetrySample():
+            notes = monitor.on_telemetry(item, now)
+        case DoorEdge():
+            notes = monitor.on_door_edge(item, now)
+        case DoorOutcome():
+            notes = monitor.on_door_outcome(item, now)
+        case KeypadLockout():
+            notes = monitor.on_keypad_lockout(item, now)
+        case Liveness():
+            notes = monitor.on_liveness(item, now)
+        case BreakerState():
+            notes = monitor.set_breaker(item, now)
+        case NodeInfo():
+            monitor.set_node(item, now)
+    return notes

@@ -99,3 +99,5 @@ class BreakerState:
 
     tripped: bool
     detail: str = ""
+    until: float | None = None
+    """When a tripped breaker counts as reset by itself (its limit refilled); ``None``: until a state says so."""

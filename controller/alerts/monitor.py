@@ -192,7 +192,7 @@ class AlertMonitor:
     def _evaluate_fleet(self, now: float) -> list[Notification]:
         rules = self.rules.defaults
         emit = Emitter(self.engine.is_open, None, None, frozenset(rules.suppression.disabled))
-        security.evaluate_breaker(self._breaker, rules.security, emit)
+        security.evaluate_breaker(self._breaker, rules.security, now, emit)
         return self.engine.apply(now, emit.observations)
 
     def _quiet_for(self, rules: RuleSet, node: NodeState, is_offline: bool, hold_offline: bool) -> frozenset[str]:

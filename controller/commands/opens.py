@@ -6,11 +6,13 @@ value (:class:`Opened`) or a :class:`OpenRefusedError` whose :class:`Refusal` th
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from controller.alerts import BreakerState
 from controller.commands.rate_limit import KeyedLimits, TokenBucket
 from controller.commands.service import CommandNotSentError, Commands
 from controller.fleet.registry import Fleet, NodeState
@@ -69,7 +71,11 @@ _REFUSAL_OF_STATUS = {
 
 
 class Opens:
-    """Opens compartments on request and reports what the door did."""
+    """Opens compartments on request and reports what the door did.
+
+    ``on_breaker`` hears when the fleet-wide limit refuses opens, and until when (the ``open_breaker_tripped``
+    alert); it is called on the caller's thread.
+    """
 
     def __init__(
         self,
@@ -85,6 +91,7 @@ class Opens:
         default_timeout_s: float,
         clock: Callable[[], float],
         broker_up: Callable[[], bool] = lambda: True,
+        on_breaker: Callable[[BreakerState], None] = lambda _state: None,
     ) -> None:
         self._commands = commands
         self._fleet = fleet
@@ -100,6 +107,8 @@ class Opens:
         self._default_timeout_s = default_timeout_s
         self._clock = clock
         self._broker_up = broker_up
+        self._on_breaker = on_breaker
+        self._tripped_until = -math.inf
 
     async def open(
         self, node_id: str, compartment: str, *, requested_by: str, timeout_s: float | None = None
@@ -232,12 +241,22 @@ class Opens:
         wait_s = self._breaker.take(now)
         if wait_s > 0:
             self._metrics.opens_limited.labels("fleet").inc()
+            self._tripped(now)
             raise OpenRefusedError(
                 Refusal.RATE_LIMITED,
                 f"fleet-wide open limit of {self._rate_per_min:g}/min reached (a safety limit against mass remote "
                 f"opening); retry in {wait_s:.1f} s",
                 retry_after_s=wait_s,
             )
+
+    def _tripped(self, now: float) -> None:
+        """The fleet-wide limit refused an open: tell the alerts until when (the limit full again), at most once a
+        second while it keeps refusing."""
+        until = self._clock() + self._breaker.full_in(now)
+        if until - self._tripped_until >= 1.0:
+            self._tripped_until = until
+            detail = f"opens refused at the fleet-wide limit of {self._rate_per_min:g}/min"
+            self._on_breaker(BreakerState(tripped=True, detail=detail, until=until))
 
     def _record(
         self, command_id: str, node_id: str, result: CommandResult | None, round_trip_s: float, requested_by: str

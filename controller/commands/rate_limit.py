@@ -27,6 +27,11 @@ class TokenBucket:
             return 0.0
         return (1.0 - self._tokens) / self.rate_per_s
 
+    def full_in(self, now: float) -> float:
+        """Seconds until the bucket is full again (0.0 when it is); nothing is spent."""
+        tokens = min(self.burst, self._tokens + max(0.0, now - self._at) * self.rate_per_s)
+        return (self.burst - tokens) / self.rate_per_s
+
 
 class KeyedLimits:
     """One :class:`TokenBucket` per key (a courier's API key, a client address), created on first use; thread-safe."""

@@ -2,7 +2,7 @@
 
 Each is an event alert: it raises on the event (the count grows with each repeat) and clears when the condition
 is over: ``uncommanded_quiet_s`` without another uncommanded open, the keypad's ``locked_until`` passed, the
-breaker reset.
+breaker reset (or refilled: its ``until`` passed).
 """
 
 from dataclasses import dataclass, field
@@ -65,11 +65,11 @@ def evaluate(state: SecurityState, p: SecurityParams, now: float, emit: Emitter)
         emit.clear(RuleName.KEYPAD_LOCKOUT)
 
 
-def evaluate_breaker(breaker: BreakerState | None, p: SecurityParams, emit: Emitter) -> None:
+def evaluate_breaker(breaker: BreakerState | None, p: SecurityParams, now: float, emit: Emitter) -> None:
     """The fleet-wide open breaker verdict (``emit`` has neither node nor site: a fleet alert)."""
     if breaker is None:
         return
-    if breaker.tripped:
+    if breaker.tripped and (breaker.until is None or now < breaker.until):
         summary = "fleet open breaker tripped" + (f": {breaker.detail}" if breaker.detail else "")
         emit.raise_(RuleName.OPEN_BREAKER_TRIPPED, p.breaker_severity, summary)
     else:

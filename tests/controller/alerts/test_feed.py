@@ -1,7 +1,16 @@
 """Contract messages become the alert rules' inputs: what each message tells the rules, and nothing for the rest."""
 
-from controller.alerts import DoorEdge, DoorOutcome, KeypadLockout, Liveness, NodeInfo, TelemetrySample
-from controller.alerts.feed import inputs_of
+from controller.alerts import (
+    AlertMonitor,
+    BreakerState,
+    DoorEdge,
+    DoorOutcome,
+    KeypadLockout,
+    Liveness,
+    NodeInfo,
+    TelemetrySample,
+)
+from controller.alerts.feed import apply, inputs_of
 from schemas import NoCause
 from tests import samples
 
@@ -39,3 +48,10 @@ def test_a_birth_registers_site_and_maintenance_and_a_will_says_offline() -> Non
     birth = samples.birth("n1").model_copy(update={"site": "centre"})
     assert inputs_of(birth, 0.0, {"n1"}.__contains__) == (NodeInfo("n1", "centre", True), Liveness("n1", True))
     assert inputs_of(samples.death("n1"), 0.0, lambda _n: False) == (Liveness("n1", False),)
+
+
+def test_the_open_breaker_state_goes_to_the_fleet_alert() -> None:
+    monitor = AlertMonitor()
+    [note] = apply(monitor, BreakerState(tripped=True, detail="opens refused", until=T0 + 5), T0)
+    assert (note.alert_id, note.transition.value) == ("open_breaker_tripped:*", "raised")
+    assert [n.transition.value for n in apply(monitor, BreakerState(tripped=False), T0 + 1)] == ["resolved"]

@@ -106,6 +106,15 @@ def test_the_fleet_breaker_is_one_fleet_alert() -> None:
     assert resolved(mon.set_breaker(BreakerState(tripped=False), 20)) == ["open_breaker_tripped:*"]
 
 
+def test_a_breaker_tripped_until_its_limit_refills_resolves_on_the_timer() -> None:
+    mon = monitor()
+    assert raised(mon.set_breaker(BreakerState(tripped=True, until=30), 0)) == ["open_breaker_tripped:*"]
+    assert mon.tick(29) == []
+    assert raised(mon.set_breaker(BreakerState(tripped=True, until=60), 29)) == []  # refused again: same episode
+    assert mon.tick(59) == []
+    assert resolved(mon.tick(60)) == ["open_breaker_tripped:*"]
+
+
 def test_a_disabled_rule_never_raises() -> None:
     mon = monitor(parse_rules('[defaults.suppression]\ndisabled = ["uncommanded_open"]\n'))
     assert mon.on_door_edge(DoorEdge("n1", "A2", 5, opened=True, uncommanded=True), 5) == []
