@@ -96,6 +96,8 @@ class Agent:
         self.boot_id = self.journal.next_boot_id()
         self._seq = itertools.count()
         self._dropped_total = 0
+        self.telemetry_paused = False
+        """While set, no telemetry is sampled (the simulator's stale fault: a hung sampler on a live connection)."""
         self.locker = Locker(
             self.node_id, hardware, self.ledger_store, now=now, envelope=self._envelope, emit=self._emit
         )
@@ -189,7 +191,8 @@ class Agent:
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
-            self._emit(Channel.TELEMETRY, self.sample())
+            if not self.telemetry_paused:
+                self._emit(Channel.TELEMETRY, self.sample())
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - loop.time()))
 

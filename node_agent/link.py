@@ -3,11 +3,13 @@
 A thin adapter around aiomqtt. Everything published goes through the durable outbox first; the link only moves
 items from the outbox to the broker and deletes them once the broker acknowledged them (QoS 1 PUBACK). The birth
 and last will are the exception: they describe the connection itself and are built fresh at every connect.
+The simulator cuts and mends a link (:meth:`Link.cut`, :meth:`Link.mend`) to play a node or a site losing its network.
 """
 
 import asyncio
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,12 +124,28 @@ class Link:
         self._status: tuple[Publication, Publication] | None = None
         self._client: aiomqtt.Client | None = None
         self._up = asyncio.Event()
+        self._reachable = asyncio.Event()
+        self._reachable.set()
         self.connected = False
         self.connects = 0
 
     def notify(self) -> None:
         """Tell the link the outbox has something new."""
         self._wake.set()
+
+    def cut(self) -> None:
+        """Lose the network: the connection fails under the session with no DISCONNECT (so the broker publishes
+        the will) and no reconnect is tried until :meth:`mend`; the outbox keeps what is published meanwhile."""
+        self._reachable.clear()
+        client = self._client
+        # aiomqtt keeps its paho client to itself, and paho's socket is the one way to fail the connection.
+        sock = client._client.socket() if client is not None else None
+        if isinstance(sock, socket.socket):
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def mend(self) -> None:
+        """The network is back: connect again at once."""
+        self._reachable.set()
 
     async def round_trip(self) -> None:
         """Wait until connected, then exchange one SUBSCRIBE/SUBACK with the broker (the node's own command topic
@@ -167,6 +185,7 @@ class Link:
         )
 
     async def _session(self) -> None:
+        await self._reachable.wait()
         # Failed attempts reuse one birth/will pair, so only published status messages consume sequence numbers.
         if self._status is None:
             self._status = self._connection_status()

@@ -2,6 +2,7 @@
 
 A fault is written ``kind[:arg[:arg]]``; ``--faults`` takes ``node=fault`` pairs separated by commas (a node may
 appear more than once), a faults file the same as TOML (``[faults]`` with ``sim-0003 = ["drain:fast", "swap:600"]``).
+A node written ``@site`` means every node at that site (``@north=uplink``).
 
 =====================  ==============================================================================================
 ``drain:fast|slow|H``  On battery power, a load that empties a full pack in H hours (fast: 10, slow: 100, the
@@ -18,6 +19,17 @@ appear more than once), a faults file the same as TOML (``[faults]`` with ``sim-
                        or every S seconds.
 ``swap[:S]``           A technician swaps the pack after S seconds (default 0): full charge, no cycles, pack faults
                        gone. Drain stays: it is the node's load, not its pack.
+``door:held[:ID]``     ID's door (default: the first) is left open: once opened (by a command or a code) it stays
+                       open until the fault is cleared, then closes.
+``lock:fault[:ID]``    ID's lock relay (default: the first) is welded energised: the lock reads unlocked while the
+                       door stays shut, and commands cannot move it. Clearing it replaces the relay (locked).
+``offline``            The node's connection fails (no DISCONNECT: the broker publishes its last will) and it stays
+                       away, its outbox filling, until the fault is cleared.
+``uplink``             The same, for a site's shared uplink: give it to ``@site``. It and ``offline`` clear apart.
+``stale``              The node stays connected but its telemetry sampler hangs: no telemetry until cleared.
+``outbox:drop[:S]``    The outbox shrinks to one message and the link drops for S seconds (default 10), so the
+                       telemetry of the outage is dropped and counted (``outbox_dropped``). Clearing restores both.
+``clock:skew[:S]``     The node's clock runs S seconds ahead (default 600; negative: behind).
 =====================  ==============================================================================================
 
 Clearing a fault undoes it; clearing a ``pack`` fault is a pack swap (a failing pack is fixed by replacing it).
@@ -100,7 +112,75 @@ class Swap:
     after_s: float = 0.0
 
 
-Fault: TypeAlias = Drain | Pack | Heater | Latch | Wear | Intruder | Swap
+@dataclass(frozen=True, slots=True)
+class DoorHeld:
+    """A door left open once opened (``None``: the profile's first)."""
+
+    kind: ClassVar[str] = "door"
+    compartment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LockFault:
+    """A lock relay welded energised: unlocked, the door shut (``None``: the profile's first)."""
+
+    kind: ClassVar[str] = "lock"
+    compartment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Offline:
+    """The node's connection fails and stays down."""
+
+    kind: ClassVar[str] = "offline"
+
+
+@dataclass(frozen=True, slots=True)
+class Uplink:
+    """The node's site uplink is down: its connection fails and stays down."""
+
+    kind: ClassVar[str] = "uplink"
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """Connected, but no telemetry."""
+
+    kind: ClassVar[str] = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxDrop:
+    """An outbox of one message and the link down for ``cut_s`` seconds."""
+
+    kind: ClassVar[str] = "outbox"
+    cut_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ClockSkew:
+    """The node's clock ``offset_s`` seconds ahead (negative: behind)."""
+
+    kind: ClassVar[str] = "clock"
+    offset_s: float = 600.0
+
+
+Fault: TypeAlias = (
+    Drain
+    | Pack
+    | Heater
+    | Latch
+    | Wear
+    | Intruder
+    | Swap
+    | DoorHeld
+    | LockFault
+    | Offline
+    | Uplink
+    | Stale
+    | OutboxDrop
+    | ClockSkew
+)
 _PACK_DEFAULTS: Mapping[PackMode, float] = {"fade": 50.0, "drop": 15.0, "worn": 1900.0}
 
 
@@ -180,6 +260,36 @@ def _swap(spec: str, args: list[str]) -> Fault:
     return Swap(_number(spec, args[0]) if args else 0.0)
 
 
+def _compartment_fault(mode: str, make: Callable[[str | None], Fault]) -> Callable[[str, list[str]], Fault]:
+    def parse(spec: str, args: list[str]) -> Fault:
+        if args[:1] != [mode] or len(args) > 2:
+            raise FaultSpecError(f"fault {spec!r}: {make(None).kind}:{mode}[:compartment]")
+        return make(args[1] if len(args) == 2 else None)
+
+    return parse
+
+
+def _plain(fault: Fault) -> Callable[[str, list[str]], Fault]:
+    def parse(spec: str, args: list[str]) -> Fault:
+        if args:
+            raise FaultSpecError(f"fault {spec!r}: {fault.kind} takes no argument")
+        return fault
+
+    return parse
+
+
+def _outbox(spec: str, args: list[str]) -> Fault:
+    if args[:1] != ["drop"] or len(args) > 2:
+        raise FaultSpecError(f"fault {spec!r}: outbox:drop[:seconds_offline]")
+    return OutboxDrop(_number(spec, args[1], above=0) if len(args) == 2 else 10.0)
+
+
+def _clock(spec: str, args: list[str]) -> Fault:
+    if args[:1] != ["skew"] or len(args) > 2:
+        raise FaultSpecError(f"fault {spec!r}: clock:skew[:seconds_ahead]")
+    return ClockSkew(_signed(spec, args[1]) if len(args) == 2 else 600.0)
+
+
 _PARSERS: Mapping[str, Callable[[str, list[str]], Fault]] = {
     "drain": _drain,
     "pack": _pack,
@@ -188,6 +298,13 @@ _PARSERS: Mapping[str, Callable[[str, list[str]], Fault]] = {
     "wear": _wear,
     "intruder": _intruder,
     "swap": _swap,
+    "door": _compartment_fault("held", DoorHeld),
+    "lock": _compartment_fault("fault", LockFault),
+    "offline": _plain(Offline()),
+    "uplink": _plain(Uplink()),
+    "stale": _plain(Stale()),
+    "outbox": _outbox,
+    "clock": _clock,
 }
 
 
@@ -203,7 +320,7 @@ def parse_fault(spec: str) -> Fault:
 
 
 def parse_faults(text: str) -> dict[str, tuple[Fault, ...]]:
-    """``node=fault,node=fault…`` to each node's faults, in the order written."""
+    """``node=fault,node=fault…`` to each node's (or ``@site``'s) faults, in the order written."""
     out: dict[str, tuple[Fault, ...]] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         node, sep, spec = item.partition("=")
@@ -214,7 +331,7 @@ def parse_faults(text: str) -> dict[str, tuple[Fault, ...]]:
 
 
 def load_faults_file(path: Path) -> dict[str, tuple[Fault, ...]]:
-    """The ``[faults]`` table of a TOML file: node id to a list of faults."""
+    """The ``[faults]`` table of a TOML file: node id (or ``"@site"``) to a list of faults."""
     try:
         table = tomllib.loads(path.read_text()).get("faults", {})
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -233,7 +350,7 @@ def load_faults_file(path: Path) -> dict[str, tuple[Fault, ...]]:
 
 
 def fault_plan(text: str, path: Path | None) -> dict[str, tuple[Fault, ...]]:
-    """Each node's faults from ``--faults`` and ``--faults-file`` (the file's first)."""
+    """Each node's (or ``@site``'s) faults from ``--faults`` and ``--faults-file`` (the file's first)."""
     out = load_faults_file(path) if path is not None else {}
     for node, faults in parse_faults(text).items():
         out[node] = (*out.get(node, ()), *faults)

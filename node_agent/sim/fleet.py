@@ -7,8 +7,9 @@ daily cycle, doors open when their relay fires and close after a dwell, and a sh
 Nodes install updates with the ``sim`` shim: each starts from a committed factory slot of ``--firmware-version`` and
 restarts in-process (a new agent on a fresh board) when an update switches slots; ``--ota-fail`` makes chosen nodes'
 trial starts fail. One process runs as many nodes as its file descriptor limit allows (:func:`check_capacity`).
-``--faults`` / ``--faults-file`` give chosen nodes faults (:mod:`node_agent.sim.faults`); :meth:`SimFleet.inject`,
-:meth:`SimFleet.clear_faults` and :meth:`SimFleet.swap_pack` change them while the fleet runs.
+``--faults`` / ``--faults-file`` give chosen nodes (or every node at a site, ``@site``) faults
+(:mod:`node_agent.sim.faults`); :meth:`SimFleet.inject`, :meth:`SimFleet.clear_faults` and :meth:`SimFleet.swap_pack`
+change them while the fleet runs.
 """
 
 import asyncio
@@ -137,20 +138,31 @@ class SimFleet:
 
     def _planned_faults(self, node_ids: list[str]) -> dict[str, tuple[Fault, ...]]:
         """The faults of ``--faults``/``--faults-file`` for this process's nodes, checked against the profile."""
-        planned = fault_plan(self.settings.faults, self.settings.faults_file)
-        if elsewhere := sorted(set(planned) - set(node_ids)):
+        mine: dict[str, tuple[Fault, ...]] = {}
+        elsewhere: list[str] = []
+        for target, faults in fault_plan(self.settings.faults, self.settings.faults_file).items():
+            nodes = self._nodes_of(target)
+            elsewhere += [] if nodes else [target]
+            for node_id in nodes:
+                mine[node_id] = (*mine.get(node_id, ()), *faults)
+        if elsewhere:
             log.warning(
-                "faults for nodes this process does not run nodes=%s action=check the ids (%s…%s here); with "
-                "--node-offset another process may run them",
-                ",".join(elsewhere),
+                "faults for nodes or sites this process does not run nodes=%s action=check the ids (%s…%s here) "
+                "and sites; with --node-offset another process may run them",
+                ",".join(sorted(elsewhere)),
                 node_ids[0],
                 node_ids[-1],
             )
-        mine = {node_id: faults for node_id, faults in planned.items() if node_id in self.faults}
         for node_id, faults in mine.items():
             for fault in faults:
                 self.faults[node_id].check(fault)
         return mine
+
+    def _nodes_of(self, target: str) -> list[str]:
+        """The node ``target`` names, or every node of this process at site ``@site`` (none: not here)."""
+        if target.startswith("@"):
+            return [s.node_id for s in self._settings if s.site == target[1:]]
+        return [target] if target in self.faults else []
 
     def _board(self, i: int) -> SimulatedBoard:
         board = SimulatedBoard(
@@ -167,7 +179,8 @@ class SimFleet:
     def _agent(self, i: int) -> Agent:
         settings = self._settings[i]
         checks = (INJECTED_FAILURE,) if settings.node_id in self.failing else ()
-        return Agent(settings, self.boards[i].hardware, http=self.http, health_checks=checks)
+        clock = self.faults[settings.node_id].now
+        return Agent(settings, self.boards[i].hardware, now=clock, http=self.http, health_checks=checks)
 
     def _restarted(self, i: int) -> Agent:
         """Node ``i`` after an in-process restart: a fresh board (the old one was closed with its agent)."""
@@ -212,21 +225,41 @@ class SimFleet:
             for board in self.boards:
                 board.step(PHYSICS_STEP_S)
 
-    def inject(self, node_id: str, fault: Fault | str) -> None:
-        """Start a fault on ``node_id`` (e.g. ``"heater"``); callable from any thread."""
-        faults = self._node_faults(node_id)
-        parsed = faults.check(parse_fault(fault) if isinstance(fault, str) else fault)
-        self._on_loop(lambda: faults.apply(parsed))
+    def inject(self, target: str, fault: Fault | str) -> None:
+        """Start a fault (e.g. ``"heater"``) on node ``target``, or at once on every node at site ``@site``;
+        callable from any thread."""
+        nodes = self._targets(target)
+        parsed = parse_fault(fault) if isinstance(fault, str) else fault
+        for faults in nodes:
+            faults.check(parsed)
 
-    def clear_faults(self, node_id: str, kind: str | None = None) -> None:
-        """End ``node_id``'s faults of ``kind`` (all when ``None``); callable from any thread."""
-        faults = self._node_faults(node_id)
-        self._on_loop(lambda: faults.clear(kind))
+        def apply() -> None:
+            for faults in nodes:
+                faults.apply(parsed)
+
+        self._on_loop(apply)
+
+    def clear_faults(self, target: str, kind: str | None = None) -> None:
+        """End the faults of ``kind`` (all when ``None``) of node ``target`` or of every node at ``@site``;
+        callable from any thread."""
+        nodes = self._targets(target)
+
+        def clear() -> None:
+            for faults in nodes:
+                faults.clear(kind)
+
+        self._on_loop(clear)
 
     def swap_pack(self, node_id: str) -> None:
         """A technician swaps ``node_id``'s pack (full, no cycles); callable from any thread."""
         faults = self._node_faults(node_id)
         self._on_loop(faults.swap_pack)
+
+    def _targets(self, target: str) -> list[NodeFaults]:
+        nodes = self._nodes_of(target)
+        if not nodes:
+            raise KeyError(f"no node {target!r} in this simulator" if target[:1] != "@" else f"no node at {target!r}")
+        return [self.faults[node_id] for node_id in nodes]
 
     def _node_faults(self, node_id: str) -> NodeFaults:
         faults = self.faults.get(node_id)

@@ -1,23 +1,43 @@
 """The faults of one simulated node at work on its board and agent (what each does: :mod:`node_agent.sim.faults`).
 
-:class:`NodeFaults` outlives the node's boards: an in-process restart (an update) builds a fresh board, and
-:meth:`NodeFaults.attach` applies the active faults to it. Everything runs on the simulator's event loop; timed
-effects (a heater's drift, a swap's delay, an intruder's return) advance with the physics in :meth:`NodeFaults.step`.
+:class:`NodeFaults` outlives the node's boards and agents: an in-process restart (an update) builds a fresh board,
+and :meth:`NodeFaults.attach` applies the active faults to it; the agent's side (its link cut, its telemetry paused,
+its outbox shrunk) is brought in line on every physics step, and its clock (:meth:`NodeFaults.now`) is this
+object's. Everything runs on the simulator's event loop; timed effects (a heater's drift, a swap's delay, an
+intruder's return, an outage's end) advance with the physics in :meth:`NodeFaults.step`.
 """
 
 import asyncio
 import logging
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from node_agent.sim.faults import Drain, Fault, FaultSpecError, Heater, Intruder, Latch, Pack, Swap, Wear
+from node_agent.sim.faults import (
+    ClockSkew,
+    DoorHeld,
+    Drain,
+    Fault,
+    FaultSpecError,
+    Heater,
+    Intruder,
+    Latch,
+    LockFault,
+    Offline,
+    OutboxDrop,
+    Pack,
+    Stale,
+    Swap,
+    Uplink,
+    Wear,
+)
 from schemas import PowerSource
 from schemas.codes import CODE_DIGITS
 
 if TYPE_CHECKING:
     from node_agent.agent import Agent
-    from node_agent.sim import SimulatedBoard
+    from node_agent.sim import BatteryModel, SimulatedBoard
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +64,18 @@ class NodeFaults:
         self._swap_in_s: float | None = None
         self._intrude_in_s: float | None = None
         self._codes_due = False
+        self._outage_s: float | None = None
+        self._skew = timedelta()
+        self._synced = True
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def now(self) -> datetime:
+        """The node's clock: UTC, off by the active clock skew."""
+        return datetime.now(UTC) + self._skew
 
     def check(self, fault: Fault) -> Fault:
         """``fault`` if this node can have it (its compartment exists), else :class:`FaultSpecError`."""
-        compartment = fault.compartment if isinstance(fault, Latch | Wear) else None
+        compartment = fault.compartment if isinstance(fault, Latch | Wear | DoorHeld | LockFault) else None
         if compartment is not None and compartment not in self._compartments:
             known = ", ".join(self._compartments)
             raise FaultSpecError(
@@ -73,6 +100,9 @@ class NodeFaults:
             self._swap_in_s = fault.after_s
         elif isinstance(fault, Intruder):
             self._intrude_in_s = 0.0
+        elif isinstance(fault, OutboxDrop):
+            self._outage_s = fault.cut_s
+        self._sync_agent()
 
     def clear(self, kind: str | None = None) -> None:
         """End the active faults of ``kind`` (every one when ``None``): the board is as it was; a pack is swapped."""
@@ -93,6 +123,13 @@ class NodeFaults:
             if "wear" in kinds:
                 for door in board.doors.values():
                     door.wear_s = door.extra_s = 0.0
+            held = {self._compartment(f) for f in self.active if isinstance(f, DoorHeld)}
+            welded = {self._compartment(f) for f in self.active if isinstance(f, LockFault)}
+            for compartment, door in board.doors.items():
+                if door.held and compartment not in held:
+                    door.let_close()
+                if door.relay_welded and compartment not in welded:
+                    door.weld_relay(False)
             for fault in self.active:
                 self._effect(fault)
         if "pack" in kinds:
@@ -100,6 +137,8 @@ class NodeFaults:
         self._swap_in_s = None if "swap" in kinds else self._swap_in_s
         self._intrude_in_s = None if "intruder" in kinds else self._intrude_in_s
         self._codes_due = self._codes_due and "intruder" not in kinds
+        self._outage_s = None if "outbox" in kinds else self._outage_s
+        self._sync_agent()
 
     def swap_pack(self) -> None:
         """A technician puts in a fresh pack: full, no cycles; the pack faults go with the old one."""
@@ -129,21 +168,38 @@ class NodeFaults:
                 self._intrude(board)
         if self._codes_due:
             self._type_wrong_codes()
+        if self._outage_s is not None:
+            self._outage_s -= dt_s
+            if self._outage_s <= 0:
+                self._outage_s = None
+                log.info("simulated outbox outage over node=%s", self.node_id)
+        if self.active or not self._synced:
+            self._sync_agent()
+
+    def _sync_agent(self) -> None:
+        """Bring the current agent in line with the faults: link, telemetry, outbox, clock."""
+        self._skew = timedelta(seconds=sum(f.offset_s for f in self.active if isinstance(f, ClockSkew)))
+        agent = self._agent()
+        self._synced = agent is not None
+        if agent is None:
+            return
+        if self._outage_s is not None or any(isinstance(f, Offline | Uplink) for f in self.active):
+            agent.link.cut()
+        else:
+            agent.link.mend()
+        agent.telemetry_paused = any(isinstance(f, Stale) for f in self.active)
+        shrunk = any(isinstance(f, OutboxDrop) for f in self.active)
+        agent.outbox.capacity = 1 if shrunk else agent.settings.outbox_capacity
+
+    def _compartment(self, fault: DoorHeld | LockFault) -> str:
+        return fault.compartment or self._compartments[0]
 
     def _effect(self, fault: Fault) -> None:
         board = self._board
         if board is None:
             return
-        battery = board.battery
-        if isinstance(fault, Drain):
-            battery.power_source = PowerSource.BATTERY
-            battery.load_w = battery.nominal_capacity_wh / fault.hours
-        elif isinstance(fault, Pack) and fault.mode == "fade":
-            battery.capacity_wh = battery.nominal_capacity_wh * fault.value / 100
-        elif isinstance(fault, Pack) and fault.mode == "drop":
-            battery.soc_pct = min(battery.soc_pct, fault.value)
-        elif isinstance(fault, Pack):
-            battery.cycle_count = max(battery.cycle_count, int(fault.value))
+        if isinstance(fault, Drain | Pack):
+            _battery_effect(board.battery, fault)
         elif isinstance(fault, Heater):
             board.thermal.offset_c = fault.offset_c + self._drift_c
         elif isinstance(fault, Latch):
@@ -153,6 +209,12 @@ class NodeFaults:
                 if fault.compartment in (None, compartment):
                     door.wear_s = fault.ms_per_open / 1000
                     door.max_extra_s = WEAR_TIMEOUT_SHARE * self._door_timeout_s
+        elif isinstance(fault, DoorHeld):
+            board.doors[self._compartment(fault)].held = True
+        elif isinstance(fault, LockFault):
+            door = board.doors[self._compartment(fault)]
+            if not door.relay_welded:
+                door.weld_relay(True)
 
     def _intrude(self, board: "SimulatedBoard") -> None:
         intruder = next((f for f in self.active if isinstance(f, Intruder)), None)
@@ -183,6 +245,18 @@ class NodeFaults:
             if result.locked_now or result.locked_until is not None:
                 log.info("simulated intruder locked the keypad node=%s until=%s", self.node_id, result.locked_until)
                 return
+
+
+def _battery_effect(battery: "BatteryModel", fault: Drain | Pack) -> None:
+    if isinstance(fault, Drain):
+        battery.power_source = PowerSource.BATTERY
+        battery.load_w = battery.nominal_capacity_wh / fault.hours
+    elif fault.mode == "fade":
+        battery.capacity_wh = battery.nominal_capacity_wh * fault.value / 100
+    elif fault.mode == "drop":
+        battery.soc_pct = min(battery.soc_pct, fault.value)
+    else:
+        battery.cycle_count = max(battery.cycle_count, int(fault.value))
 
 
 AgentOf = Callable[[], "Agent | None"]
