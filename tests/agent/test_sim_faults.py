@@ -2,7 +2,9 @@
 
 import random
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from pydantic import ValidationError
@@ -11,19 +13,27 @@ from node_agent.board import default_sim_profile
 from node_agent.settings import SimSettings
 from node_agent.sim import SimulatedBoard
 from node_agent.sim.faults import (
+    ClockSkew,
+    DoorHeld,
     Drain,
     FaultSpecError,
     Heater,
     Intruder,
     Latch,
+    LockFault,
+    Offline,
+    OutboxDrop,
     Pack,
+    Stale,
     Swap,
+    Uplink,
     Wear,
     fault_plan,
     load_faults_file,
     parse_fault,
     parse_faults,
 )
+from node_agent.sim.fleet import SimFleet
 from node_agent.sim.injector import NodeFaults
 from schemas import PowerSource
 
@@ -53,6 +63,16 @@ COMPARTMENTS = [c.id for c in SIM.compartments]
         ("intruder:600", Intruder(600.0)),
         ("swap", Swap(0.0)),
         (" swap:60 ", Swap(60.0)),
+        ("door:held", DoorHeld(None)),
+        ("door:held:A2", DoorHeld("A2")),
+        ("lock:fault:B1", LockFault("B1")),
+        ("offline", Offline()),
+        ("uplink", Uplink()),
+        ("stale", Stale()),
+        ("outbox:drop", OutboxDrop(10.0)),
+        ("outbox:drop:3", OutboxDrop(3.0)),
+        ("clock:skew", ClockSkew(600.0)),
+        ("clock:skew:-120", ClockSkew(-120.0)),
     ],
 )
 def test_faults_are_read_from_their_written_form(spec: str, fault: object) -> None:
@@ -74,6 +94,11 @@ def test_faults_are_read_from_their_written_form(spec: str, fault: object) -> No
         ("wear::5", "an empty argument"),
         ("intruder:0", "'0' must be above 0"),
         ("swap:-1", "'-1' must be at least 0"),
+        ("door:open", r"door:held\[:compartment\]"),
+        ("lock", r"lock:fault\[:compartment\]"),
+        ("offline:5", "offline takes no argument"),
+        ("outbox:drop:0", "'0' must be above 0"),
+        ("clock:skew:soon", "'soon' is not a number"),
     ],
 )
 def test_a_badly_written_fault_is_refused_naming_it(spec: str, message: str) -> None:
@@ -83,9 +108,10 @@ def test_a_badly_written_fault_is_refused_naming_it(spec: str, message: str) -> 
 
 
 def test_per_node_faults_from_the_flag_and_a_file(tmp_path: Path) -> None:
-    assert parse_faults("sim-0003=drain:fast, sim-0007=heater,sim-0003=swap:60") == {
+    assert parse_faults("sim-0003=drain:fast, sim-0007=heater,sim-0003=swap:60,@north=uplink") == {
         "sim-0003": (Drain(10.0), Swap(60.0)),
         "sim-0007": (Heater(40.0),),
+        "@north": (Uplink(),),
     }
     with pytest.raises(FaultSpecError, match="'sim-0003' is not node=fault"):
         parse_faults("sim-0003")
@@ -257,3 +283,121 @@ def test_faults_survive_a_new_board_and_unknown_compartments_are_refused() -> No
     assert fresh.thermal.offset_c == -30.0 and fresh.doors["A1"].jammed
     with pytest.raises(FaultSpecError, match="no such compartment"):
         faults.apply(Latch("Z9"))
+
+
+def test_a_held_door_stays_open_once_opened_until_cleared() -> None:
+    clock = Clock()
+    board, faults = node(clock)
+    faults.apply(DoorHeld("A2"))
+    board.hardware.compartments["A2"].relay_on()
+    clock.advance(60.0)
+    assert board.doors["A2"].is_open
+    board.hardware.compartments["A2"].relay_off()
+    assert opening_delay(clock, board, "A1") < 0.32  # only A2 is held
+    faults.clear("door")
+    assert not board.doors["A2"].is_open and faults.active == []
+
+
+def test_a_welded_lock_relay_reads_unlocked_with_its_door_shut_until_replaced() -> None:
+    clock = Clock()
+    board, faults = node(clock)
+    lock = board.hardware.compartments["A1"]  # the default: the profile's first
+    faults.apply(LockFault(None))
+    clock.advance(60.0)
+    assert lock.relay_is_on() and not board.doors["A1"].is_open
+    lock.relay_off()  # the agent's release does nothing to welded contacts
+    assert lock.relay_is_on()
+    faults.clear("lock")
+    assert not lock.relay_is_on() and not board.doors["A1"].is_open
+    assert opening_delay(clock, board, "A1") < 0.32  # a working relay again
+
+
+class FakeLink:
+    def __init__(self) -> None:
+        self.down = False
+
+    def cut(self) -> None:
+        self.down = True
+
+    def mend(self) -> None:
+        self.down = False
+
+
+def with_agent() -> tuple[SimpleNamespace, NodeFaults]:
+    """A node whose agent is a stand-in holding what the faults change: link, telemetry, outbox, settings."""
+    agent = SimpleNamespace(
+        link=FakeLink(),
+        telemetry_paused=False,
+        outbox=SimpleNamespace(capacity=500),
+        settings=SimpleNamespace(outbox_capacity=500),
+    )
+    faults = NodeFaults("sim-0001", COMPARTMENTS, 3.0, random.Random(2), lambda: agent)  # type: ignore[arg-type,return-value]
+    faults.attach(SimulatedBoard(SIM, rng=random.Random(1), schedule=Clock().schedule))
+    return agent, faults
+
+
+def test_offline_and_uplink_cut_the_link_until_both_are_cleared() -> None:
+    agent, faults = with_agent()
+    faults.apply(Offline())
+    faults.apply(Uplink())
+    assert agent.link.down
+    faults.clear("uplink")
+    faults.step(1.0)
+    assert agent.link.down  # still offline
+    faults.clear("offline")
+    assert not agent.link.down
+
+
+def test_a_stale_node_stays_connected_without_telemetry() -> None:
+    agent, faults = with_agent()
+    faults.apply(Stale())
+    assert agent.telemetry_paused and not agent.link.down
+    faults.clear("stale")
+    assert not agent.telemetry_paused
+
+
+def test_an_outbox_drop_is_a_one_message_outbox_through_an_outage_of_its_length() -> None:
+    agent, faults = with_agent()
+    faults.apply(OutboxDrop(3.0))
+    assert agent.link.down and agent.outbox.capacity == 1
+    faults.step(1.0)
+    faults.step(1.0)
+    assert agent.link.down
+    faults.step(1.0)
+    assert not agent.link.down and agent.outbox.capacity == 1  # back; the outbox stays small until cleared
+    faults.clear("outbox")
+    assert agent.outbox.capacity == 500
+
+
+def test_a_skewed_clock_runs_off_by_its_offset_until_cleared() -> None:
+    _, faults = with_agent()
+    faults.apply(ClockSkew(-120.0))
+    assert (datetime.now(UTC) - faults.now()).total_seconds() == pytest.approx(120.0, abs=1.0)
+    faults.clear("clock")
+    assert abs((datetime.now(UTC) - faults.now()).total_seconds()) < 1.0
+
+
+def test_a_site_target_gives_every_node_at_the_site_its_fault(tmp_path: Path) -> None:
+    settings = SimSettings(nodes=4, sites=["north", "south"], data_dir=tmp_path, faults="@south=uplink,sim-0000=stale")
+    fleet = SimFleet(settings, Clock().schedule)
+    try:
+        assert {n: f.active for n, f in fleet.faults.items()} == {
+            "sim-0000": [Stale()],
+            "sim-0001": [Uplink()],
+            "sim-0002": [],
+            "sim-0003": [Uplink()],
+        }
+        fleet.inject("@north", "clock:skew:60")
+        assert [bool(f.active and f.active[-1] == ClockSkew(60.0)) for f in fleet.faults.values()] == [
+            True,
+            False,
+            True,
+            False,
+        ]
+        assert fleet.agents[0].telemetry_paused and not fleet.agents[2].telemetry_paused
+        fleet.clear_faults("@south", "uplink")
+        assert fleet.faults["sim-0001"].active == fleet.faults["sim-0003"].active == []
+        with pytest.raises(KeyError, match="no node at '@east'"):
+            fleet.inject("@east", "uplink")
+    finally:
+        fleet.close()
