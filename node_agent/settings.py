@@ -139,9 +139,9 @@ class SimSettings(BaseSettings):
     )
     faults: str = Field(
         default="",
-        description="Faults of chosen nodes, node=fault pairs separated by commas, e.g. "
-        "'sim-0003=drain:fast,sim-0007=heater,sim-0009=latch:A2'; kinds: drain, pack, heater, latch, wear, intruder, "
-        "swap (README: Simulator faults).",
+        description="Faults of chosen nodes, node=fault pairs separated by commas (@site: every node there), e.g. "
+        "'sim-0003=drain:fast,sim-0007=heater,sim-0009=latch:A2,@north=uplink'; kinds: drain, pack, heater, latch, "
+        "wear, intruder, swap, door, lock, offline, uplink, stale, outbox, clock (README: Simulator faults).",
     )
     faults_file: Path | None = Field(
         default=None, description='The same as TOML: [faults] with sim-0003 = ["drain:fast", "swap:600"].'
