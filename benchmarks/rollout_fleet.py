@@ -143,11 +143,19 @@ def wait_online(
         if time.monotonic() - started > timeout or any(p.poll() is not None for p in processes):
             sys.exit(f"only {online} of {nodes} nodes came online (or a process exited); logs in {tmp}")
         time.sleep(2)
+        online = len(get(api, "/v1/nodes", state="online"))
+    return time.monotonic() - started
+
+
+def get(api: httpx.Client, path: str, **params: str) -> Any:
+    """GET ``path`` as JSON, asking again when a busy controller drops the connection (a keep-alive race)."""
+    for _ in range(10):
         try:
-            online = len(api.get("/v1/nodes", params={"state": "online"}, timeout=60).json())
+            return api.get(path, params=params, timeout=60).json()
         except httpx.TransportError as exc:
             print(f"controller busy ({exc!r}); asking again", file=sys.stderr)
-    return time.monotonic() - started
+            time.sleep(1)
+    sys.exit(f"the controller does not answer GET {path}")
 
 
 def follow(api: httpx.Client, pid: int, policy: RolloutPolicy, timeout: float) -> Run:
@@ -159,7 +167,7 @@ def follow(api: httpx.Client, pid: int, policy: RolloutPolicy, timeout: float) -
         sys.exit(f"rollout refused: {created.status_code} {created.text}")
     rid = created.json()["rollout_id"]
     peak = before.rss_mib
-    while not (view := api.get(f"/v1/rollouts/{rid}").json())["finished"]:
+    while not (view := get(api, f"/v1/rollouts/{rid}"))["finished"]:
         if time.time() - created_at > timeout:
             sys.exit(f"rollout not finished after {timeout} s: {view['totals']}")
         peak = max(peak, usage(pid).rss_mib)
