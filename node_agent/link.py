@@ -7,6 +7,7 @@ The simulator cuts and mends a link (:meth:`Link.cut`, :meth:`Link.mend`) to pla
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 import socket
@@ -141,7 +142,8 @@ class Link:
         # aiomqtt keeps its paho client to itself, and paho's socket is the one way to fail the connection.
         sock = client._client.socket() if client is not None else None
         if isinstance(sock, socket.socket):
-            sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):  # already failing
+                sock.shutdown(socket.SHUT_RDWR)
 
     def mend(self) -> None:
         """The network is back: connect again at once."""
