@@ -69,6 +69,7 @@ def start(start_controller: ControllerFactory, tmp_path: Path, **settings: Any) 
     )
 
 
+@pytest.mark.timeout(300)  # 2,000 HTTP requests at once: minutes on a loaded 2-core machine, seconds on a quiet one
 def test_a_thousand_racing_requests_get_exactly_the_capacity_and_repeats_get_the_same_answers(
     start_controller: ControllerFactory, mosquitto: Mosquitto, influx: InfluxClient, tmp_path: Path
 ) -> None:
