@@ -100,9 +100,11 @@ class Fleet:
         return {node_id: (r.boot_id, r.seq) for node_id, r in nodes.items()}
 
     def seen(self, node_id: str, now: float, telemetry: Telemetry | None = None) -> None:
-        """Note that ``node_id`` was heard from at ``now`` (keeping its latest telemetry by device time)."""
-        if node_id not in self._nodes:
-            return
+        """Note that ``node_id`` was heard from at ``now`` (keeping its latest telemetry by device time).
+
+        Kept for a node not born here yet too: telemetry and statuses come on separate MQTT sessions, so a node's
+        first telemetry may be handled before its birth (its record shows it once the birth arrives).
+        """
         if now > self._heard.get(node_id, 0.0):
             self._heard[node_id] = now
         if telemetry is not None:
