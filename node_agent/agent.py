@@ -110,6 +110,7 @@ class Agent:
             envelope=self._envelope,
             emit=self._emit,
             update=self.updates.driver.request,
+            cancel_update=self.updates.driver.cancel,
         )
         self.link = Link(
             LinkConfig(

@@ -25,6 +25,7 @@ from node_agent.ledger import Decision
 from node_agent.locker import Emit, Envelope, Locker
 from schemas import (
     CancelCommand,
+    CancelUpdateCommand,
     Channel,
     Command,
     CommandCause,
@@ -59,6 +60,7 @@ class CommandExecutor:
         envelope: Envelope,
         emit: Emit,
         update: Callable[[UpdateCommand], None],
+        cancel_update: Callable[[str], None],
     ) -> None:
         self.node_id = node_id
         self.journal = journal
@@ -68,6 +70,7 @@ class CommandExecutor:
         self._envelope = envelope
         self._emit = emit
         self._update = update
+        self._cancel_update = cancel_update
         self._tasks: set[asyncio.Task[None]] = set()
 
     def recover(self) -> None:
@@ -176,6 +179,9 @@ class CommandExecutor:
                 # Handed over before it is journaled: a crash in between is a redelivery the updater knows by id.
                 self._update(command)
                 self._answer(command, payload, CommandStatus.DONE, "handed to the updater; ota events follow")
+            case CancelUpdateCommand():
+                self._cancel_update(command.update_command_id)
+                self._answer(command, payload, CommandStatus.DONE, "cancel handed to the updater; an ota event follows")
             case _:
                 assert_never(command)
 

@@ -7,6 +7,7 @@ Where a message is defined: the module named after it (``schemas.telemetry`` …
 from schemas.codec import MAX_PAYLOAD_BYTES, Message, decode, decode_message, encode
 from schemas.command import (
     CancelCommand,
+    CancelUpdateCommand,
     Command,
     CommandBase,
     OpenCommand,
@@ -53,6 +54,7 @@ __all__ = [
     "Battery",
     "BootId",
     "CancelCommand",
+    "CancelUpdateCommand",
     "Cause",
     "Channel",
     "CodeCause",

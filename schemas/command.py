@@ -145,7 +145,22 @@ class UpdateCommand(CommandBase):
         return self
 
 
+class CancelUpdateCommand(CommandBase):
+    """Withdraw ``update_command_id`` (a rollout paused, aborted, or took the node back): a node that has not
+    switched slots yet stops and reports ``cancelled``; past the switch the update ends in commit or rollback as
+    usual. Signed, like the update it withdraws.
+    """
+
+    MAX_LIFETIME: ClassVar[timedelta] = timedelta(hours=1)
+    SIGNED: ClassVar[bool] = True
+
+    type: Literal["cancel_update"] = "cancel_update"
+    rollout_id: RolloutId
+    update_command_id: CommandId
+
+
 Command = Annotated[
-    OpenCommand | ReserveCommand | CancelCommand | ProvisionKeyCommand | UpdateCommand, Field(discriminator="type")
+    OpenCommand | ReserveCommand | CancelCommand | ProvisionKeyCommand | UpdateCommand | CancelUpdateCommand,
+    Field(discriminator="type"),
 ]
 """Every command type, told apart by ``type``."""

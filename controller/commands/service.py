@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from controller.commands.signing import public_key_line
 from schemas import (
     CancelCommand,
+    CancelUpdateCommand,
     Channel,
     Command,
     CommandResult,
@@ -176,6 +177,21 @@ class Commands:
             release=release,
             artifact_urls=artifact_urls,
             rollback=release is None,
+        )
+        return sign_command(command, self._signer)
+
+    def cancel_update(self, node_id: str, rollout_id: str, update_command_id: str) -> CancelUpdateCommand:
+        """Withdraw ``update_command_id`` at its node (it stops unless it already switched slots). Signed."""
+        if self._signer is None:
+            raise RuntimeError("no command-signing key: nodes refuse an unsigned cancel of an update")
+        issued = self._now()
+        command = CancelUpdateCommand(
+            command_id=uuid.uuid4().hex,
+            node_id=node_id,
+            issued_at=issued,
+            expires_at=issued + timedelta(hours=1),
+            rollout_id=rollout_id,
+            update_command_id=update_command_id,
         )
         return sign_command(command, self._signer)
 

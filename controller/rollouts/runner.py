@@ -299,10 +299,36 @@ class RolloutRunner:
                     sent.node_id,
                     exc,
                 )
+        withdrawn = [a.node_id for a in actions if isinstance(a, Cancel)]
+        if withdrawn:
+            self._withdraw(rollout.rollout_id, withdrawn)
         for action in actions:
             _log_action(rollout, action)
         self._refresh_updating()
         self._write_progress(followed, now)
+
+    def _withdraw(self, rollout_id: str, node_ids: list[str]) -> None:
+        """Send each node a cancel of the latest update this rollout sent it (the engine took the node back)."""
+        latest: dict[str, SentCommand] = {}
+        for sent in self._sent.values():
+            if sent.rollout_id == rollout_id and not sent.rollback:
+                known = latest.get(sent.node_id)
+                if known is None or sent.sent_at >= known.sent_at:
+                    latest[sent.node_id] = sent
+        for node_id in node_ids:
+            update = latest.get(node_id)
+            if update is None:
+                continue
+            try:
+                self._commands.send(self._commands.cancel_update(node_id, rollout_id, update.command_id))
+            except ConnectionError as exc:
+                log.error(
+                    "cancel of an update not published rollout=%s node=%s error=%s action=check the broker; the node "
+                    "finishes what it started and its report is still counted",
+                    rollout_id,
+                    node_id,
+                    exc,
+                )
 
     def _save(self, followed: _Followed, now: float, commands: list[SentCommand]) -> None:
         r = followed.rollout
@@ -420,8 +446,8 @@ def _log_action(rollout: Rollout, action: Action) -> None:
             log.info("rollout wave started rollout=%s wave=%d size=%d", rid, wave, size)
         case Cancel(node_id):
             log.info(
-                "rollout withdrew a node rollout=%s node=%s action=none; the contract has no cancel of an update "
-                "yet, so the node finishes what it started and its report is still counted",
+                "rollout withdrew a node rollout=%s node=%s action=none; it was sent a cancel_update: it stops "
+                "unless it already switched slots, and then ends in commit or rollback",
                 rid,
                 node_id,
             )

@@ -13,7 +13,8 @@ from controller.devstack.services import Mosquitto
 from node_agent.agent import Agent
 from node_agent.settings import AgentSettings
 from node_agent.sim.ota import INJECTED_FAILURE
-from schemas import CancelCommand, Channel, CommandStatus, OtaState, ReserveCommand, topic
+from schemas import CancelCommand, CancelUpdateCommand, Channel, CommandStatus, OtaState, ReserveCommand, topic
+from schemas.command_trust import sign_command
 from tests.agent_mqtt.helpers import births, build_hardware, final, send_command, sim_profile, wait_online
 from tests.agent_mqtt.ota_helpers import (
     START_VERSION,
@@ -27,6 +28,7 @@ from tests.agent_mqtt.ota_helpers import (
     update_command,
 )
 from tests.harness.mqtt import Capture
+from tests.samples import COMMAND_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -173,3 +175,35 @@ def reserve(now: datetime) -> ReserveCommand:
         hold_until=now + timedelta(minutes=30),
         pickup_until=now + timedelta(days=1),
     )
+
+
+def test_a_cancel_of_an_update_still_waiting_for_an_idle_locker_ends_it_cancelled_and_nothing_is_installed(
+    mosquitto: Mosquitto, artifacts: ArtifactServer, captures: dict[Channel, Capture], tmp_path: Path
+) -> None:
+    shim = provision(tmp_path / NODE)
+    release = artifacts.publish("1.1.0", PROFILE.hardware_model)
+    hardware = build_hardware(PROFILE)
+    door = hardware.pin_factory.pin(PROFILE.compartments[0].door_pin)
+    events = captures[Channel.EVENT]
+    with running(lambda: Agent(settings(mosquitto, tmp_path), hardware)):
+        wait_online(captures[Channel.STATUS], NODE)
+        door.drive_high()  # busy: the update waits
+        send_command(mosquitto, update_command(NODE, release, (artifacts.url("1.1.0"),)))
+        events.wait_until(lambda ds: any(e.state is S.DEFERRED for e in ota_events(ds)), timeout_s=10)
+        now = datetime.now(UTC)
+        cancel = CancelUpdateCommand(
+            command_id="cancel-up-1",
+            node_id=NODE,
+            issued_at=now - timedelta(seconds=1),
+            expires_at=now + timedelta(minutes=5),
+            rollout_id="ro-1",
+            update_command_id="up-1",
+        )
+        send_command(mosquitto, sign_command(cancel, COMMAND_KEY))
+        delivered = events.wait_until(lambda ds: final_event(ds) is not None, timeout_s=10)
+        door.drive_low()
+        results = captures[Channel.RESULT].wait_until(lambda ds: bool(final(ds, "cancel-up-1")))
+    last = final_event(delivered)
+    assert last is not None and last.state is S.CANCELLED
+    assert [r.status for r in final(results, "cancel-up-1")] == [CommandStatus.DONE]
+    assert artifacts.ranges == [] and shim.current() == START_VERSION  # nothing downloaded or installed

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from controller.releases import create_key, make_manifest, publish, sign
 from schemas import (
+    CancelUpdateCommand,
     Channel,
     CommandResult,
     CommandStatus,
@@ -117,6 +118,17 @@ class Lockers:
                 continue
             command = decode(Channel.COMMAND, delivered.payload)
             if isinstance(command, UpdateCommand):
+                found.append(command)
+        return found
+
+    def cancels(self) -> list[CancelUpdateCommand]:
+        """Every cancel of an update delivered so far, in order."""
+        found = []
+        for delivered in self.commands.snapshot():
+            if "/marker-" in delivered.topic:
+                continue
+            command = decode(Channel.COMMAND, delivered.payload)
+            if isinstance(command, CancelUpdateCommand):
                 found.append(command)
         return found
 

@@ -209,3 +209,23 @@ def test_rollouts_need_an_operator_key_and_a_published_release(
     assert controller.http.get("/v1/rollouts/ro-nope").status_code == 404
     assert controller.http.get("/v1/rollouts").json() == []
     assert settle(controller, lockers) == 0
+
+
+def test_an_abort_withdraws_every_update_in_flight_with_a_signed_cancel(
+    start_controller: ControllerFactory, lockers: Lockers, tmp_path: Path
+) -> None:
+    controller = started(start_controller, tmp_path)
+    fleet(controller, lockers, {"n1": "a", "n2": "b", "n3": "c", "n4": "d"})
+    rid = create(controller)["rollout_id"]
+    (canary,) = lockers.wait_for_updates(1)
+    lockers.report(canary, OtaState.SUCCEEDED)
+    wave = lockers.wait_for_updates(3)[1:]  # the canary succeeded: a wave of two goes out, one node stays queued
+    in_flight = {u.node_id: u.command_id for u in wave}
+    lockers.report(wave[0], OtaState.DOWNLOADING)
+    assert controller.http.post(f"/v1/rollouts/{rid}/abort").json()["phase"] == "aborted"
+    assert wait_until(lambda: len(lockers.cancels()) == len(in_flight), 10), lockers.cancels()
+    cancels = lockers.cancels()
+    assert {c.node_id: c.update_command_id for c in cancels} == in_flight
+    assert all(c.rollout_id == rid and c.signature is not None for c in cancels)
+    assert canary.node_id not in {c.node_id for c in cancels}  # it finished: nothing to withdraw
+    assert settle(controller, lockers) == 3  # and the queued node was never sent an update
