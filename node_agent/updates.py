@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASES = {"venv-slots": Path("/opt/lockerfleet"), "tryboot": Path("/boot/firmware")}
 """Where each shim keeps its slots unless ``--base`` says otherwise (``sim``: ``data-dir/slots``)."""
-HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
-"""Per read, not per download: a slow link resumes where a timed-out read stopped."""
+HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0, pool=None)
+"""Per read, not per download: a slow link resumes where a timed-out read stopped. Waiting for a free connection of
+the pool never times out: it is no download failure (a simulator's nodes share one pool)."""
 
 
 class Host(Protocol):
