@@ -69,7 +69,8 @@ def main() -> None:
     sites = [f"s{i:03d}" for i in range(args.sites)]
     node_ids = [f"sim-{i:04d}" for i in range(args.nodes)]
     policy = RolloutPolicy(max_dispatch_per_minute=1_000_000, max_updating_per_site=math.ceil(args.nodes / args.sites))
-    waves = wave_of(node_ids, sites, policy)
+    site_of = {n: sites[i * len(sites) // len(node_ids)] for i, n in enumerate(node_ids)}
+    waves = wave_of(site_of, policy)
     last = [n for n in node_ids if waves[n] == max(waves.values())]
     failing = set(last[:: max(1, round(1 / args.fail_share))]) if args.fail_share else set()
 
@@ -90,7 +91,12 @@ def main() -> None:
                 for offset in range(0, args.nodes, per_process):
                     count = min(per_process, args.nodes - offset)
                     own = sorted(n for n in failing if offset <= int(n.split("-")[1]) < offset + count)
-                    sims.append(start_sim(broker, work, offset, count, sites, keys, own, args.ramp))
+                    # A sim gives its i-th node site[(offset + i) % len(site)]: a list in that rotation gives each
+                    # node its block's site, so every wave (round robin over sites) spans every sim process.
+                    rotated = [""] * count
+                    for i in range(count):
+                        rotated[(offset + i) % count] = site_of[node_ids[offset + i]]
+                    sims.append(start_sim(broker, work, offset, count, rotated, keys, own, args.ramp))
                 online_s = wait_online(api, [controller, *sims], args.nodes, args.timeout, tmp)
                 time.sleep(5)  # let the births' provisioning commands settle
                 run = follow(api, controller.pid, policy, args.timeout)
@@ -175,9 +181,9 @@ def follow(api: httpx.Client, pid: int, policy: RolloutPolicy, timeout: float) -
     return Run(rid, view, created_at, time.time(), before, usage(pid), max(peak, usage(pid).rss_mib))
 
 
-def wave_of(node_ids: list[str], sites: list[str], policy: RolloutPolicy) -> dict[str, int]:
+def wave_of(site_of: dict[str, str], policy: RolloutPolicy) -> dict[str, int]:
     """The wave the controller puts each node in (its own targeting code, on the fleet the sims will report)."""
-    fleet = [NodeFacts(n, sites[i % len(sites)], MODEL, START, {}) for i, n in enumerate(node_ids)]
+    fleet = [NodeFacts(n, site, MODEL, START, {}) for n, site in site_of.items()]
     ordered = select_targets(Target(), fleet, SemVer.parse(RELEASE))
     sizes = policy.wave_sizes(len(ordered))
     numbers = [w for w, size in enumerate(sizes) for _ in range(size)]
