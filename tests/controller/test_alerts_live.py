@@ -24,7 +24,7 @@ from schemas.topics import alerts_filter
 from tests import samples
 from tests.harness.controller_runner import ControllerFactory, ControllerThread
 from tests.harness.influx import InfluxClient
-from tests.harness.mqtt import Capture, connect, wait_until
+from tests.harness.mqtt import Capture, connect, disconnect, wait_until
 from tests.harness.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
@@ -64,8 +64,7 @@ class Lockers:
         self.client.publish(topic(message.node_id, Channel.STATUS), encode(message), qos=1, retain=True)
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        disconnect(self.client)
 
 
 def register_webhook(capsys: pytest.CaptureFixture[str], store_path: Path, url: str) -> str:

@@ -20,7 +20,7 @@ from controller.devstack.services import Influxd, Mosquitto, free_port
 from schemas import Channel, encode, topic
 from tests import samples
 from tests.harness.influx import InfluxClient
-from tests.harness.mqtt import connect, wait_until
+from tests.harness.mqtt import connect, disconnect, wait_until
 
 STOP_BOUND_S = 5.0
 """The behaviour bound of issue 10: SIGTERM ends the controller within this, in every state."""
@@ -99,8 +99,7 @@ def publish_telemetry(broker: Mosquitto, seqs: range) -> None:
     for seq in seqs:
         telemetry = samples.telemetry(node_id="node-1", seq=seq, ts=samples.T0 + timedelta(seconds=seq))
         node.publish(topic("node-1", Channel.TELEMETRY), encode(telemetry), qos=1).wait_for_publish(5)
-    node.disconnect()
-    node.loop_stop()
+    disconnect(node)
 
 
 def test_sigterm_with_the_broker_gone_ends_the_controller_in_time(
@@ -157,8 +156,7 @@ def test_sigterm_mid_flood_ends_the_controller_in_time_and_loses_nothing(
     flooding.join()
     for info in sent:
         info.wait_for_publish(30)
-    node.disconnect()
-    node.loop_stop()
+    disconnect(node)
     restarted = run_controller(mosquitto, influx.url, influx.db)
     assert wait_until(lambda: influx.count("telemetry") == total, 60), influx.count("telemetry")
     restarted.terminate()

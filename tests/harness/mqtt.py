@@ -1,5 +1,6 @@
 """Talk to a real broker from tests: publish, and capture everything delivered on a topic filter."""
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -73,6 +74,13 @@ def connect(
     return client
 
 
+def disconnect(client: mqtt.Client) -> None:
+    """Disconnect and stop the client's network thread (which paho may already have ended by itself)."""
+    client.disconnect()
+    with contextlib.suppress(AttributeError):  # paho cleared its thread between its own check and join
+        client.loop_stop()
+
+
 class Capture:
     """Subscribes to a filter and records every delivery, for assertions on what the broker delivered."""
 
@@ -107,5 +115,4 @@ class Capture:
 
     def close(self) -> None:
         """Disconnect."""
-        self._client.disconnect()
-        self._client.loop_stop()
+        disconnect(self._client)

@@ -23,7 +23,7 @@ from tests.agent_mqtt.helpers import build_hardware, sim_profile
 from tests.harness.agent_runner import AgentThread
 from tests.harness.controller_runner import ControllerThread
 from tests.harness.influx import InfluxClient
-from tests.harness.mqtt import Capture, connect, wait_until
+from tests.harness.mqtt import Capture, connect, disconnect, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -140,8 +140,7 @@ def test_a_locker_writes_only_its_own_reports_and_reads_only_its_own_commands(br
     forger.publish(topic("node-1", Channel.TELEMETRY), b"own", qos=1).wait_for_publish(5)
     forger.publish(topic("node-2", Channel.TELEMETRY), b"impersonated", qos=1).wait_for_publish(5)
     forger.publish(topic("node-2", Channel.COMMAND), open_command("node-2", "forged"), qos=1).wait_for_publish(5)
-    forger.disconnect()  # one connection per login: node-1's next one would take this one's place
-    forger.loop_stop()
+    disconnect(forger)  # one connection per login: node-1's next one would take this one's place
     node_1 = Capture(broker.url("node-1"), "lockers/v1/+/command")  # asks for every node's commands
     controller = connect(broker.url("controller-commands"))
     for node_id in ("node-1", "node-2"):

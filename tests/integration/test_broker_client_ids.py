@@ -16,7 +16,7 @@ from tests.agent_mqtt.helpers import build_hardware, sim_profile
 from tests.harness.agent_runner import AgentThread
 from tests.harness.controller_runner import ControllerThread
 from tests.harness.influx import InfluxClient
-from tests.harness.mqtt import Capture, connect, wait_until
+from tests.harness.mqtt import Capture, connect, disconnect, wait_until
 from tests.integration.test_broker_acl import PASSWORDS, Broker
 
 pytestmark = pytest.mark.integration
@@ -32,8 +32,7 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 def intrude(broker: Broker, client_id: str) -> None:
     """Log in with node-1's password under someone else's client id, clean start, and leave."""
     intruder = connect(broker.url("node-1"), client_id)  # not persistent: clean start
-    intruder.disconnect()
-    intruder.loop_stop()
+    disconnect(intruder)
 
 
 def test_a_lockers_login_cannot_take_over_another_lockers_session(broker: Broker, tmp_path: Path) -> None:
@@ -97,8 +96,7 @@ def test_a_lockers_login_cannot_disconnect_the_controller_nor_reset_its_queued_s
         controller.stop()
     for seq in (2, 3, 4):  # queued in the controller's session while it is away
         report(seq)
-    node.disconnect()
-    node.loop_stop()
+    disconnect(node)
     intrude(broker, client_id)
     controller = start_controller()
     try:

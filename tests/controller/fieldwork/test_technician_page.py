@@ -35,7 +35,7 @@ from schemas import (
 from tests import samples
 from tests.harness.controller_runner import ControllerFactory, ControllerThread
 from tests.harness.influx import InfluxClient
-from tests.harness.mqtt import connect, wait_until
+from tests.harness.mqtt import connect, disconnect, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -91,8 +91,7 @@ class Locker:
         self.client.publish(topic(self.node_id, Channel.TELEMETRY), encode(sample), qos=1).wait_for_publish()
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        disconnect(self.client)
 
 
 @pytest.fixture

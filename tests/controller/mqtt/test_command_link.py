@@ -17,7 +17,7 @@ from controller.devstack.services import Mosquitto, free_port
 from controller.mqtt.ingest_session import IngestLink, LinkSettings
 from controller.mqtt.publisher import CommandLink
 from schemas.broker import BrokerFiles
-from tests.harness.mqtt import connect, wait_until
+from tests.harness.mqtt import connect, disconnect, wait_until
 
 
 def test_a_publish_while_the_broker_is_away_is_queued_and_delivered_after_the_reconnect(
@@ -44,8 +44,7 @@ def test_a_publish_while_the_broker_is_away_is_queued_and_delivered_after_the_re
         assert wait_until(lambda: received == [b"before", b"while away"], 30), received
     finally:
         link.stop()
-        node.disconnect()
-        node.loop_stop()
+        disconnect(node)
 
 
 def test_only_a_publish_past_the_queue_bound_surely_fails() -> None:

@@ -23,7 +23,7 @@ from schemas import (
     topic,
 )
 from schemas.semver import SemVer
-from tests.harness.mqtt import Capture, connect, wait_until
+from tests.harness.mqtt import Capture, connect, disconnect, wait_until
 from tests.samples import telemetry
 
 MarkerSender = Callable[[str, bytes, float], None]
@@ -147,8 +147,7 @@ class Lockers:
     def close(self) -> None:
         """Disconnect both clients."""
         self.commands.close()
-        self._client.disconnect()
-        self._client.loop_stop()
+        disconnect(self._client)
 
     def _next(self, node_id: str) -> int:
         self._seq[node_id] = self._seq.get(node_id, 0) + 1
