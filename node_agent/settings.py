@@ -102,7 +102,7 @@ class SimSettings(BaseSettings):
         default=20,
         ge=1,
         description="How many simulated lockers this process runs; refused beyond what its file descriptor limit "
-        "allows (about 10 per node): spread a bigger fleet over processes with --node-offset.",
+        "allows (about 12 per node): spread a bigger fleet over processes with --node-offset.",
     )
     node_offset: int = Field(
         default=0, ge=0, description="Number of this process's first node (sim-<offset>…), to spread a fleet."

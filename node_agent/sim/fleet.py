@@ -39,11 +39,12 @@ from schemas.logs import configure
 log = logging.getLogger(__name__)
 
 PHYSICS_STEP_S = 1.0
-FDS_PER_NODE: Final = 10
+FDS_PER_NODE: Final = 12
 """Descriptors one node holds: its MQTT socket and three SQLite stores (journal, outbox, ledger), each with its
-``-wal`` and ``-shm`` files (measured)."""
-FDS_RESERVED: Final = 200
-"""Left to the process itself: Python, the event loop, artifact downloads, logs."""
+``-wal`` and ``-shm`` files (10, measured), and while it updates the artifact being written or unpacked and a
+directory being synced (at 10 per node, a rollout wave of thousands ran sim processes out of descriptors)."""
+FDS_RESERVED: Final = 300
+"""Left to the process itself: Python, the event loop, the shared pool of 100 artifact download connections, logs."""
 
 
 class SimCapacityError(ValueError):
@@ -63,8 +64,9 @@ def check_capacity(nodes: int) -> None:
         return
     raise SimCapacityError(
         f"--nodes {nodes} needs about {nodes * FDS_PER_NODE + FDS_RESERVED:,} file descriptors ({FDS_PER_NODE} per "
-        f"node: its MQTT socket and three SQLite stores with their WAL files) but this process may open {soft:,} "
-        f"(hard limit {hard:,}), enough for {capacity:,} nodes. action=spread the fleet over processes, e.g. "
+        f"node: its MQTT socket, three SQLite stores with their WAL files, an update's files) but this process may "
+        f"open {soft:,} (hard limit {hard:,}), enough for {capacity:,} nodes. action=spread the fleet over "
+        "processes, e.g. "
         f"`lockerfleet-agent sim --nodes {capacity} --node-offset 0`, then `--node-offset {capacity}` and so on; "
         "or raise the hard limit (ulimit -Hn as root, LimitNOFILE= in a systemd unit, nofile in "
         "/etc/security/limits.conf); the simulator raises its soft limit to the hard one by itself"

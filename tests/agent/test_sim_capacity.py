@@ -22,9 +22,9 @@ def limits(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
     return current
 
 
-def test_twenty_thousand_descriptors_fit_1980_nodes() -> None:
-    assert FDS_PER_NODE == 10
-    assert node_capacity(20_000) == 1980
+def test_twenty_thousand_descriptors_fit_1641_nodes() -> None:
+    assert FDS_PER_NODE == 12
+    assert node_capacity(20_000) == 1641
     assert node_capacity(100) == 0
 
 
@@ -44,8 +44,8 @@ def test_sim_raises_its_soft_limit_then_refuses_what_still_does_not_fit(
         code = main(["sim", "--nodes", "5000", "--data-dir", str(tmp_path / "sim"), "--mqtt-url", "mqtt://127.0.0.1:9"])
     assert code == 2
     assert limits[-1] == (20_000, 20_000), "the soft limit was raised to the hard one first"
-    assert "--nodes 5000 needs about 50,200 file descriptors" in caplog.text
-    assert "enough for 1,980 nodes" in caplog.text
+    assert "--nodes 5000 needs about 60,300 file descriptors" in caplog.text
+    assert "enough for 1,641 nodes" in caplog.text
     assert not (tmp_path / "sim").exists(), "refused before any node was built"
 
 
