@@ -7,15 +7,16 @@ the compartments (ledger, keypad, doors) in :class:`~node_agent.locker.Locker` a
 (:func:`run_restarting` does that restart in-process for the ``sim`` shim).
 """
 
+from __future__ import annotations
+
 import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiomqtt
-import httpx
 
 from node_agent.commands import CommandExecutor
 from node_agent.controller_key import TOFU_FILE, ControllerKey
@@ -45,6 +46,9 @@ from schemas import (
     topic,
 )
 from schemas.codec import Message
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 

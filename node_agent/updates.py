@@ -6,14 +6,14 @@ that fails while starting still has its trial start counted. Reports made before
 handed over by :meth:`Updates.attach`.
 """
 
+from __future__ import annotations
+
 import logging
 import sqlite3
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Protocol
 
 from node_agent.hardware import Hardware
 from node_agent.ota import (
@@ -31,13 +31,24 @@ from node_agent.ota import (
 from node_agent.ota.state import Cause
 from node_agent.settings import AgentSettings
 
+if TYPE_CHECKING:
+    import httpx
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BASES = {"venv-slots": Path("/opt/lockerfleet"), "tryboot": Path("/boot/firmware")}
 """Where each shim keeps its slots unless ``--base`` says otherwise (``sim``: ``data-dir/slots``)."""
-HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0, pool=None)
-"""Per read, not per download: a slow link resumes where a timed-out read stopped. Waiting for a free connection of
-the pool never times out: it is no download failure (a simulator's nodes share one pool)."""
+
+
+def new_http_client() -> httpx.AsyncClient:
+    """The client artifacts are downloaded with; httpx is imported only now (a locker not updating doesn't carry it).
+
+    Its timeout is per read, not per download: a slow link resumes where a timed-out read stopped. Waiting for a
+    free connection of the pool never times out: it is no download failure (a simulator's nodes share one pool).
+    """
+    import httpx  # noqa: PLC0415
+
+    return httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0, pool=None), follow_redirects=True)
 
 
 class Host(Protocol):
@@ -75,7 +86,7 @@ class Updates:
     ) -> None:
         self.shim = shim_for(settings)
         self._owns_http = http is None
-        self.http = http or httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=True)
+        self._http = http
         self._now = now
         self._gate_policy = GatePolicy(
             lookahead=timedelta(seconds=settings.ota_lookahead_s), min_battery_pct=settings.ota_min_battery_pct
@@ -93,7 +104,7 @@ class Updates:
             health_timeout_s=settings.ota_health_timeout_s,
         )
         self.driver = OtaDriver(
-            config, self.shim, client=self.http, health=self._health, gate=self._gate, report=self._report, now=now
+            config, self.shim, client=self._client, health=self._health, gate=self._gate, report=self._report, now=now
         )
 
     @property
@@ -118,8 +129,13 @@ class Updates:
 
     async def aclose(self) -> None:
         """Close the HTTP client if this updater made it."""
-        if self._owns_http:
-            await self.http.aclose()
+        if self._owns_http and self._http is not None:
+            await self._http.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = new_http_client()
+        return self._http
 
     def _report(self, report: Progress) -> None:
         if self._host is None:

@@ -5,14 +5,18 @@ power cut the download resumes from bytes known to be on disk (a tail of unsynce
 the bytes are the artifact is decided afterwards by :func:`schemas.release.verify_artifact` (size and sha256).
 """
 
+from __future__ import annotations
+
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import BinaryIO, Final
-
-import httpx
+from types import ModuleType
+from typing import TYPE_CHECKING, BinaryIO, Final
 
 from node_agent.ota.store import write_atomically
+
+if TYPE_CHECKING:
+    import httpx
 
 SYNC_EVERY: Final = 4 * 1024 * 1024
 CHUNK: Final = 64 * 1024
@@ -89,17 +93,17 @@ async def _fetch(client: httpx.AsyncClient, url: str, dest: Path, size: int, on_
                 out.truncate(start)
                 out.seek(start)
                 await _copy(response, out, dest, start, size, url, on_progress)
-    except httpx.HTTPError as exc:
+    except _httpx().HTTPError as exc:
         raise DownloadError(f"{url}: {type(exc).__name__}: {exc}", retryable=True) from exc
 
 
 def _start_offset(response: httpx.Response, url: str, have: int) -> int:
-    if response.status_code == httpx.codes.PARTIAL_CONTENT:
+    if response.status_code == HTTP_PARTIAL_CONTENT:
         first = response.headers.get("content-range", "").removeprefix("bytes ").split("-")[0]
         if first != str(have):
             raise DownloadError(f"{url}: asked from byte {have}, got range {first or '?'}", retryable=True)
         return have
-    if response.status_code == httpx.codes.OK:
+    if response.status_code == HTTP_OK:
         return 0  # the server ignores ranges: start over
     retryable = response.status_code not in PERMANENT_STATUS
     raise DownloadError(f"{url}: HTTP {response.status_code}", retryable=retryable)
@@ -137,3 +141,14 @@ def _sync(out: BinaryIO, dest: Path, done: int) -> int:
 
 def _marker(dest: Path) -> Path:
     return dest.with_name(f"{dest.name}.durable")
+
+
+HTTP_OK = 200
+HTTP_PARTIAL_CONTENT = 206
+
+
+def _httpx() -> ModuleType:
+    """httpx, imported when a download runs: a locker that is not updating does not carry it (~8 MiB)."""
+    import httpx  # noqa: PLC0415
+
+    return httpx

@@ -11,6 +11,8 @@ Wiring for the agent:
 Every transition is persisted before the step it leads to starts, so a crash anywhere resumes from the record.
 """
 
+from __future__ import annotations
+
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,9 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from node_agent.ota.download import DownloadError, download, forget
 from node_agent.ota.machine import (
@@ -64,6 +64,9 @@ from schemas.release import (
     verify_release,
 )
 from schemas.semver import SemVer
+
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +113,7 @@ class OtaDriver:
         config: OtaConfig,
         shim: Shim,
         *,
-        client: httpx.AsyncClient,
+        client: Callable[[], httpx.AsyncClient],
         health: HealthCheck,
         gate: Gate,
         report: Report,
@@ -228,7 +231,7 @@ class OtaDriver:
                 self._feed(DownloadProgressed(done))
 
         try:
-            await download(self._client, job.artifact_urls, self.artifact_path(), manifest.size, progressed)
+            await download(self._client(), job.artifact_urls, self.artifact_path(), manifest.size, progressed)
         except DownloadError as exc:
             self._feed(DownloadFailed(str(exc), exc.retryable))
             if self.record.phase is Phase.DOWNLOADING:

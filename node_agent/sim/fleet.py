@@ -23,8 +23,6 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Final
 
-import httpx
-
 from node_agent.agent import Agent, run_restarting
 from node_agent.board import BoardProfile, default_sim_profile
 from node_agent.settings import AgentSettings, SimSettings
@@ -32,7 +30,7 @@ from node_agent.sim import SimulatedBoard
 from node_agent.sim.faults import Fault, fault_plan, parse_fault
 from node_agent.sim.injector import NodeFaults
 from node_agent.sim.ota import INJECTED_FAILURE, factory_install, failing_nodes
-from node_agent.updates import HTTP_TIMEOUT, shim_for
+from node_agent.updates import new_http_client, shim_for
 from schemas.broker import redact_url
 from schemas.logs import configure
 
@@ -86,7 +84,7 @@ class SimFleet:
         self._schedule = schedule
         self.loop: asyncio.AbstractEventLoop | None = None
         """The loop the agents run on (set by :meth:`run`): where to call an agent from another thread."""
-        self.http = httpx.AsyncClient(timeout=HTTP_TIMEOUT, follow_redirects=True)
+        self.http = new_http_client()
         """One connection pool for every node's artifact downloads."""
         node_ids = [f"{settings.node_prefix}-{settings.node_offset + i:04d}" for i in range(settings.nodes)]
         self.failing = failing_nodes(node_ids, settings.ota_fail, settings.ota_fail_share, random.Random(rng.random()))

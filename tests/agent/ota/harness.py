@@ -141,7 +141,7 @@ class Node:
         return OtaDriver(
             config,
             self.shim,
-            client=client,
+            client=lambda: client,
             health=self._health,
             gate=self._gate,
             report=self._report,
