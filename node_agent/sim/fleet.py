@@ -310,6 +310,10 @@ async def _serve(settings: SimSettings) -> None:
         fleet.close()
 
 
+START_TIMEOUT_S = 120.0
+"""How long building a background fleet may take (hundreds of nodes on a loaded machine take a while)."""
+
+
 @contextlib.contextmanager
 def background_fleet(settings: SimSettings) -> Iterator[SimFleet]:
     """Run a fleet on its own event loop thread (physics schedules on that loop); stop and close it on exit."""
@@ -326,8 +330,12 @@ def background_fleet(settings: SimSettings) -> Iterator[SimFleet]:
     task = loop.create_task(main())
     thread = threading.Thread(target=_run_until_cancelled, args=(loop, task), name="sim-fleet", daemon=True)
     thread.start()
-    if not ready.wait(30):
-        raise RuntimeError("the simulated fleet did not start within 30 s")
+    if not ready.wait(START_TIMEOUT_S):
+        loop.call_soon_threadsafe(task.cancel)  # stop a fleet still being built, so nothing outlives the caller
+        thread.join(START_TIMEOUT_S)
+        for fleet in built:
+            fleet.close()
+        raise RuntimeError(f"the simulated fleet did not start within {START_TIMEOUT_S:g} s")
     try:
         yield built[0]
     finally:
