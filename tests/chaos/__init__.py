@@ -1,0 +1,1 @@
+"""Chaos suite (issue 10, item 4): each test breaks one real part and checks exact counts by (node, boot, seq)."""
