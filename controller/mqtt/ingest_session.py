@@ -35,7 +35,20 @@ from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address, redact_
 log = logging.getLogger(__name__)
 
 AckToken = int
-"""What acknowledges one QoS 1 delivery: its packet id."""
+"""What acknowledges one QoS 1 delivery: its packet id and the connection it came on (:func:`ack_token`)."""
+_PACKET_ID_BITS = 16
+
+
+def ack_token(connection: int, packet_id: int) -> AckToken:
+    """The token of delivery ``packet_id`` on the ``connection``-th connection of the session.
+
+    A packet id names a message only on the connection that delivered it: after a reconnect the broker hands the
+    unacknowledged message over again (same id) and, once that copy is acknowledged, reuses the id for another
+    message. An acknowledgement from an earlier connection is therefore never sent: it could acknowledge a message
+    that was not stored yet. The copy delivered again is acknowledged once it is handled (a duplicate, at once).
+    """
+    return connection << _PACKET_ID_BITS | packet_id
+
 
 CONNECT_TIMEOUT_S = 5.0
 """TCP connect and TLS handshake must finish within this."""
@@ -97,6 +110,7 @@ class IngestLink:
         self._sock: socket.socket | TlsChannel | None = None
         self._protocol: IngestProtocol | None = None
         self._subscribed_at_attempt = 0
+        self._connection = 0
         self._thread = threading.Thread(target=self._run, name="mqtt-ingest", daemon=True)
 
     def filters(self) -> list[str]:
@@ -130,13 +144,20 @@ class IngestLink:
         self._thread.join(STOP_WAIT_S)
 
     def ack(self, tokens: list[AckToken]) -> None:
-        """Acknowledge deliveries, in the order they arrived, in one send."""
-        self._send(wire.pubacks(tokens))
+        """Acknowledge deliveries, in the order they arrived, in one send; those of an earlier connection are
+        skipped (their messages come again on this one)."""
+        current = self._connection
+        ids = [t & 0xFFFF for t in tokens if t >> _PACKET_ID_BITS == current]
+        if len(ids) < len(tokens):
+            self.metrics.stale_acks.inc(len(tokens) - len(ids))
+        if ids:
+            self._send(wire.pubacks(ids), current)
 
-    def _send(self, data: bytes) -> None:
-        """Send from any thread; the protocol object only learns that something went out."""
+    def _send(self, data: bytes, connection: int | None = None) -> None:
+        """Send from any thread (on ``connection`` only, when given); the protocol object only learns that something
+        went out."""
         with self._send_lock:
-            if self._sock is None or self._protocol is None:
+            if self._sock is None or self._protocol is None or connection not in (None, self._connection):
                 return  # disconnected: the broker redelivers these with the same packet ids after reconnect
             try:
                 self._sock.sendall(data)
@@ -224,9 +245,11 @@ class IngestLink:
         with self._send_lock:
             self._sock = sock
             self._protocol = protocol
+            self._connection += 1
+        connection = self._connection
         try:
             self._flush(protocol)
-            self._serve(sock, protocol, attempt)
+            self._serve(sock, protocol, attempt, connection)
         finally:
             self.connected.clear()
             with self._send_lock:
@@ -234,7 +257,7 @@ class IngestLink:
                 self._protocol = None
             sock.close()
 
-    def _serve(self, sock: socket.socket | TlsChannel, protocol: IngestProtocol, attempt: int) -> None:
+    def _serve(self, sock: socket.socket | TlsChannel, protocol: IngestProtocol, attempt: int, connection: int) -> None:
         while not self._stopping.is_set():
             try:
                 data = sock.recv(1 << 18)
@@ -255,7 +278,8 @@ class IngestLink:
             now = time.monotonic()
             if data:
                 for packet in protocol.receive(data, now):
-                    self._on_message(packet.topic, packet.payload, packet.packet_id)
+                    token = None if packet.packet_id is None else ack_token(connection, packet.packet_id)
+                    self._on_message(packet.topic, packet.payload, token)
                 if protocol.subscribed and not self.connected.is_set():
                     self._subscribed(protocol, attempt)
             protocol.poll(now)

@@ -1,4 +1,4 @@
-"""Metrics of the ingest session's connection: why it was dropped, and packets it did not expect."""
+"""Metrics of the ingest session's connection: why it was dropped, packets it did not expect, acks it withheld."""
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -18,5 +18,11 @@ class SessionMetrics:
             "lockerfleet_mqtt_unknown_packets",
             "Well-formed MQTT packets of a type the ingest session does not expect (skipped), by type.",
             ["type"],
+            registry=registry,
+        )
+        self.stale_acks = Counter(
+            "lockerfleet_mqtt_stale_acks",
+            "Acknowledgements not sent because their connection had ended: the broker delivers those messages again "
+            "and the copies are acknowledged instead (nothing to do; many mean frequent reconnects).",
             registry=registry,
         )

@@ -127,7 +127,9 @@ def test_a_bad_connection_is_counted_and_followed_by_a_reconnect(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="controller.mqtt.ingest_session")
     link, messages = run_link([then_send(bad), healthy])
-    assert wait_until(lambda: messages == [("lockers/v1/n1/telemetry", b"good", 9)], 10), messages
+    assert wait_until(
+        lambda: [(t, p, (k or 0) & 0xFFFF) for t, p, k in messages] == [("lockers/v1/n1/telemetry", b"good", 9)], 10
+    )
     assert drops(link, reason) == 1
     assert link._thread.is_alive() and link.connected.is_set()
     [record] = [r for r in caplog.records if "ingest session down" in r.getMessage()]
@@ -175,3 +177,34 @@ def test_unexpected_packet_types_are_counted(
     link, messages = run_link([then_send(b"\xf0\x00" + publish_packet("t", b"after", 1, 2))])
     assert wait_until(lambda: len(messages) == 1, 10)
     assert link.metrics.unknown_packets.labels("auth")._value.get() == 1
+
+
+def test_an_acknowledgement_from_an_earlier_connection_is_never_sent_on_a_later_one(
+    run_link: Callable[..., tuple[IngestLink, list[tuple[str, bytes, int | None]]]],
+) -> None:
+    """Packet id 5 names one message on the first connection and, after the reconnect, its copy: the broker frees
+    the id once either acknowledgement arrives and reuses it. Only the copy's own acknowledgement may be sent."""
+    second: list[bytes] = []
+    reconnect = threading.Event()
+
+    def first(conn: socket.socket) -> None:
+        handshake(conn)
+        conn.sendall(publish_packet("lockers/v1/n1/telemetry", b"m", 1, 5))
+        reconnect.wait(10)  # the handler holds the token; then the connection fails
+
+    def again(conn: socket.socket) -> None:
+        handshake(conn)
+        conn.sendall(publish_packet("lockers/v1/n1/telemetry", b"m", 1, 5))
+        while data := conn.recv(4096):
+            second.append(data)
+
+    link, messages = run_link([first, again])
+    assert wait_until(lambda: len(messages) == 1, 10)
+    reconnect.set()
+    assert wait_until(lambda: len(messages) == 2, 10)
+    (_, _, old), (_, _, new) = messages
+    assert old is not None and new is not None and old != new
+    link.ack([old])
+    link.ack([new])
+    assert wait_until(lambda: b"".join(second) == wire.pubacks([5]), 10), second
+    assert link.metrics.stale_acks._value.get() == 1
