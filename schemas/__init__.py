@@ -33,6 +33,7 @@ from schemas.release import RefusalReason, ReleaseManifest, ReleaseRefused, Sign
 from schemas.result import CommandResult, CommandStatus, DoorOutcome, DoorResult
 from schemas.semver import SemVer
 from schemas.status import CompartmentInfo, CompartmentSize, Status, StatusBirth, StatusDeath
+from schemas.stored import MAX_RANGES, StoredReceipt
 from schemas.telemetry import Battery, CompartmentReading, DoorState, LockState, PowerSource, Telemetry
 from schemas.topics import Channel, Direction, NodeTopic, check_node_id, fleet_filter, parse_topic, topic
 from schemas.types import (
@@ -50,6 +51,7 @@ from schemas.types import (
 __all__ = [
     "FINAL_STATES",
     "MAX_PAYLOAD_BYTES",
+    "MAX_RANGES",
     "SCHEMA_VERSION",
     "Battery",
     "BootId",
@@ -105,6 +107,7 @@ __all__ = [
     "Status",
     "StatusBirth",
     "StatusDeath",
+    "StoredReceipt",
     "Telemetry",
     "TopicError",
     "UpdateCommand",

@@ -9,13 +9,14 @@ from schemas.errors import PayloadError, RejectReason, TopicError
 from schemas.event import Event
 from schemas.result import CommandResult
 from schemas.status import Status
+from schemas.stored import StoredReceipt
 from schemas.telemetry import Telemetry
 from schemas.topics import Channel, NodeTopic, parse_topic
 
 MAX_PAYLOAD_BYTES: Final = 16 * 1024
 """Largest payload any channel accepts; larger ones are refused before parsing."""
 
-Message = Status | Telemetry | Event | Command | CommandResult
+Message = Status | Telemetry | Event | Command | CommandResult | StoredReceipt
 
 ADAPTERS: Final[dict[Channel, TypeAdapter[Message]]] = {
     Channel.STATUS: TypeAdapter(Status),
@@ -23,6 +24,7 @@ ADAPTERS: Final[dict[Channel, TypeAdapter[Message]]] = {
     Channel.EVENT: TypeAdapter(Event),
     Channel.COMMAND: TypeAdapter(Command),
     Channel.RESULT: TypeAdapter(CommandResult),
+    Channel.STORED: TypeAdapter(StoredReceipt),
 }
 
 
@@ -41,6 +43,8 @@ def decode(channel: Literal[Channel.EVENT], payload: bytes) -> Event: ...
 def decode(channel: Literal[Channel.COMMAND], payload: bytes) -> Command: ...
 @overload
 def decode(channel: Literal[Channel.RESULT], payload: bytes) -> CommandResult: ...
+@overload
+def decode(channel: Literal[Channel.STORED], payload: bytes) -> StoredReceipt: ...
 @overload
 def decode(channel: Channel, payload: bytes) -> Message: ...
 def decode(channel: Channel, payload: bytes) -> Message:

@@ -36,11 +36,12 @@ class Channel(StrEnum):
     EVENT = "event"
     COMMAND = "command"
     RESULT = "result"
+    STORED = "stored"
 
     @property
     def direction(self) -> Direction:
         """Who publishes here."""
-        return Direction.DOWN if self is Channel.COMMAND else Direction.UP
+        return Direction.DOWN if self in (Channel.COMMAND, Channel.STORED) else Direction.UP
 
     @property
     def qos(self) -> int:
@@ -49,7 +50,7 @@ class Channel(StrEnum):
 
     @property
     def retained(self) -> bool:
-        """Only status is retained; commands never are (they expire instead)."""
+        """Only status is retained; commands never are (they expire instead), nor are receipts."""
         return self is Channel.STATUS
 
 

@@ -17,7 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from controller.devstack.services import Mosquitto, find_binary, free_port
 from node_agent.agent import Agent
 from node_agent.settings import AgentSettings
-from schemas import Channel, OpenCommand, encode, topic
+from schemas import Channel, OpenCommand, StoredReceipt, decode, encode, topic
 from schemas.broker import broker_address
 from tests.agent_mqtt.helpers import build_hardware, sim_profile
 from tests.harness.agent_runner import AgentThread
@@ -154,6 +154,29 @@ def test_a_locker_writes_only_its_own_reports_and_reads_only_its_own_commands(br
     controller.disconnect()
     for capture in (reports, node_1, node_2):
         capture.close()
+
+
+def test_only_the_controller_writes_receipts_and_a_locker_reads_only_its_own(broker: Broker) -> None:
+    node_2 = Capture(broker.url("node-2"), "lockers/v1/node-2/stored")
+    for user in ("node-1", "controller"):  # a locker, and the ingest session's user, which only reads
+        forger = connect(broker.url(user))
+        forger.publish(topic("node-2", Channel.STORED), receipt("node-2", 9), qos=1).wait_for_publish(5)
+        disconnect(forger)  # one connection per login: node-1's next one would take this one's place
+    node_1 = Capture(broker.url("node-1"), "lockers/v1/+/stored")  # asks for every node's receipts
+    controller = connect(broker.url("controller-commands"))
+    for node_id in ("node-1", "node-2"):
+        controller.publish(topic(node_id, Channel.STORED), receipt(node_id, 1), qos=1).wait_for_publish(5)
+    assert wait_until(lambda: len(node_1.snapshot()) >= 1 and len(node_2.snapshot()) >= 1, 5)
+    time.sleep(0.3)  # anything that should not arrive would have by now
+    assert [d.topic for d in node_1.snapshot()] == ["lockers/v1/node-1/stored"]
+    assert [decode(Channel.STORED, d.payload).boot_id for d in node_2.snapshot()] == [1]
+    controller.disconnect()
+    for capture in (node_1, node_2):
+        capture.close()
+
+
+def receipt(node_id: str, boot_id: int) -> bytes:
+    return encode(StoredReceipt(node_id=node_id, boot_id=boot_id, ranges=[(0, 3)]))
 
 
 def test_the_controller_and_an_agent_work_through_the_rules(
