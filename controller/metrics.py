@@ -75,6 +75,13 @@ class Metrics:
             "waits); grows while InfluxDB is unreachable.",
             registry=r,
         )
+        self.stored_receipts = Counter(
+            "lockerfleet_stored_receipts",
+            "Delivery receipts (what the controller stored, per node and boot) by outcome: published, refused (the "
+            "command publisher's queue was full; the node re-sends those messages on its next connection).",
+            ["outcome"],
+            registry=r,
+        )
         self.spool_lines = Gauge(
             "lockerfleet_influx_spool_lines",
             "Points of statuses, results and events acknowledged and waiting in the controller's store for InfluxDB.",

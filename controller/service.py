@@ -17,11 +17,12 @@ from controller.fieldwork.service import FieldService
 from controller.fleet.registry import Fleet, NodeState
 from controller.influx.lineproto import fleet_line, maintenance_line
 from controller.influx.writer import InfluxWriter
-from controller.ingest.dedup import SeenWindow
+from controller.ingest.dedup import MessageKey, SeenWindow
 from controller.ingest.delivery import DeliveryHandler
 from controller.ingest.handler import Ingest
 from controller.ingest.health import Health, assess
 from controller.ingest.pipeline import WritePipeline
+from controller.ingest.receipts import Receipts
 from controller.ingest.spool import ControlSpool
 from controller.kpis.job import InfluxRows, KpiJob
 from controller.metrics import Metrics
@@ -34,6 +35,7 @@ from controller.mqtt.ingest_session import (
     LinkSettings,
 )
 from controller.mqtt.publisher import CommandLink
+from controller.mqtt.receipts import ReceiptFlusher
 from controller.mqtt.session_metrics import SessionMetrics
 from controller.notify.webhooks import WebhookSender
 from controller.reservations.limits import Limits
@@ -91,6 +93,7 @@ class Controller:
                 share_group=settings.share_group,
                 channels=DATA_CHANNELS,
                 receive_maximum=settings.receive_maximum,
+                session_expiry_s=settings.session_expiry_s,
             ),
             self._on_message,
             metrics=session_metrics,
@@ -104,6 +107,7 @@ class Controller:
                 share_group=settings.share_group,
                 channels=CONTROL_CHANNELS,
                 receive_maximum=settings.control_receive_maximum,
+                session_expiry_s=settings.session_expiry_s,
             ),
             self._on_control,
             metrics=session_metrics,
@@ -113,6 +117,13 @@ class Controller:
         )
         self._code_secret = self.reservation_store.code_secret()
         self.commands = Commands(self.command_link, clock, signer=command_signing_key(self._code_secret))
+        self.receipts = Receipts()
+        """Keys of the messages stored (or done with) since the last delivery receipts were published."""
+        self.receipt_flusher = (
+            ReceiptFlusher(self.receipts, self.command_link, settings.stored_receipt_s, self.metrics.stored_receipts)
+            if settings.stored_receipt_s
+            else None
+        )
         self.pipeline: WritePipeline[AckToken] = WritePipeline(
             self.writer,
             SeenWindow(),
@@ -120,13 +131,14 @@ class Controller:
             self.link.ack,
             max_lines=settings.batch_max_lines,
             max_age_s=settings.batch_max_age_s,
+            on_stored=self._stored,
         )
         self.spool: ControlSpool[AckToken] = ControlSpool(
             SpoolStore(self.reservation_store.engine),
             self.writer,
             self.metrics,
             self.control_link.ack,
-            self.pipeline.remember,
+            self._spooled,
         )
         sites = json.loads(settings.sites_file.read_text()) if settings.sites_file else []
         self.operators = OperatorStore(self.reservation_store.engine)
@@ -248,6 +260,8 @@ class Controller:
         self.spool.start()
         self.webhooks.start()
         self.command_link.start()
+        if self.receipt_flusher is not None:
+            self.receipt_flusher.start()
         self.field.start()
         self.alerts.start()
         self.rollouts.start()
@@ -274,6 +288,8 @@ class Controller:
         self.rollouts.stop()
         self.alerts.stop()
         self.field.stop()
+        if self.receipt_flusher is not None:
+            self.receipt_flusher.stop()
         self.command_link.stop()
         self.webhooks.stop()
         self.spool.stop(timeout_s=SPOOL_STOP_S)
@@ -348,6 +364,16 @@ class Controller:
         alert rules."""
         self.field.observe(message, now)
         self.alerts.observe(message, now)
+
+    def _stored(self, keys: list[MessageKey]) -> None:
+        """Messages the controller is done with (stored, durable, duplicate or dead letter): to the next receipts."""
+        if self.receipt_flusher is not None:
+            self.receipts.record(keys)
+
+    def _spooled(self, keys: list[MessageKey]) -> None:
+        """Control messages acted on and spooled: remembered for deduplication, and done with."""
+        self.pipeline.remember(keys)
+        self._stored(keys)
 
     def _on_message(self, topic_name: str, payload: bytes, token: AckToken | None) -> None:
         """A telemetry delivery: stored in InfluxDB, then acknowledged."""

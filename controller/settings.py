@@ -58,6 +58,14 @@ class ControllerSettings(BrokerSettings, BaseSettings):
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
         description="Share telemetry and events among controller processes with this MQTT 5 shared subscription.",
     )
+    session_expiry_s: int = Field(
+        default=3600,
+        ge=1,
+        le=31_536_000,
+        description="How long the broker keeps this controller's sessions after it went away: what is queued for it "
+        "(with --share-group, also the share of telemetry and events the broker keeps routing to it) waits this long "
+        "for a restart with the same --client-id, then the broker discards it.",
+    )
     receive_maximum: int = Field(
         default=20000,
         ge=10,
@@ -102,6 +110,13 @@ class ControllerSettings(BrokerSettings, BaseSettings):
         le=1,
         description="Share of a site's compartments one partner may keep pending, held or waitlisted (409 beyond "
         "it), unless its key sets --quota-per-site.",
+    )
+    stored_receipt_s: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Tell each node what was stored this often (one small message per node per interval, only when "
+        "something new was stored), so it can forget it; 0 turns receipts off (nodes forget at the broker's PUBACK).",
     )
     fleet_snapshot_s: float = Field(
         default=10.0, gt=0, description="Write node counts by state to InfluxDB (measurement fleet) this often."

@@ -125,7 +125,7 @@ class Ingest:
         key = MessageKey(message.node_id, message.boot_id, message.seq)
         if self._already_stored(key):
             self._duplicates[channel].inc()
-            return Handled(NO_LINES)
+            return Handled(NO_LINES, key)  # the key again: the node gets a receipt for its re-send
         self._ingested[channel].inc()
         self._observe(message, now)
         if isinstance(message, Telemetry):
@@ -151,7 +151,13 @@ class Ingest:
 
     def failed(self, topic: str, payload: bytes, error: Exception) -> Handled:
         """The dead letter of a message whose handling kept failing with ``error`` (a bug: its bytes are kept)."""
-        return Handled([self._dead_letter(HANDLER_ERROR, repr(error)[:500], topic, payload, self._clock())])
+        line = self._dead_letter(HANDLER_ERROR, repr(error)[:500], topic, payload, self._clock())
+        try:  # kept as a dead letter, it is done with: its key gets a delivery receipt
+            _, message = decode_message(topic, payload)
+        except Exception:  # what failed may have been the decoding itself
+            return Handled([line])
+        key = MessageKey(message.node_id, message.boot_id, message.seq) if isinstance(message, NodeMessage) else None
+        return Handled([line], key)
 
     def _dead_letter(self, reason: str, detail: str, topic: str, payload: bytes, now: float) -> str:
         self._metrics.rejected.labels(reason).inc()

@@ -22,7 +22,8 @@ T = TypeVar("T")
 
 
 class WritePipeline(Generic[T]):
-    """Collects lines from the ingest thread; a writer thread stores them and acknowledges via ``ack``."""
+    """Collects lines from the ingest thread; a writer thread stores them, acknowledges via ``ack`` and hands the
+    stored messages' keys to ``on_stored`` (delivery receipts)."""
 
     def __init__(
         self,
@@ -33,8 +34,10 @@ class WritePipeline(Generic[T]):
         *,
         max_lines: int = 5000,
         max_age_s: float = 0.1,
+        on_stored: Callable[[list[MessageKey]], None] = lambda _keys: None,
     ) -> None:
         self._writer = writer
+        self._on_stored = on_stored
         self._seen = seen
         self._metrics = metrics
         self._ack = ack
@@ -132,6 +135,8 @@ class WritePipeline(Generic[T]):
                 self._writing_since = None
             if batch.tokens:
                 self._ack(batch.tokens)
+            if batch.keys:
+                self._on_stored(batch.keys)
 
     def _store(self, batch: Batch[T]) -> bool:
         started = time.perf_counter()
