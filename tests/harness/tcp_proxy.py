@@ -178,6 +178,8 @@ class TcpProxy:
                 return
             pair.target = target
             await asyncio.gather(self._pump(reader, target, up=True), self._pump(target_reader, writer, up=False))
+        except asyncio.CancelledError:
+            pass  # reset by drop: the handler task ends quietly (asyncio logs a cancelled connection handler)
         finally:
             self._pairs.discard(pair)
             for w in pair.writers():
