@@ -19,7 +19,11 @@ broker down until ``--fault-tail-s`` after it is back; InfluxDB frozen until ``-
 the opens outside every window are the reference for those during faults. Prints a Markdown section.
 
     python -m benchmarks.soak                          # 30 minutes, 500 nodes, restart every 5 min, 2 pauses
-    python -m benchmarks.soak --minutes 3 --nodes 100 --broker-restart-every 1 --influx-pauses 1 --influx-pause-s 20
+    python -m benchmarks.soak --minutes 3 --broker-restart-every 1 --influx-pauses 1 --influx-pause-s 30   # smoke
+
+The header names the commit and how many source files in the checkout differ from it (the processes import what is
+on disk). To measure exactly one commit, run it from an exported tree with the project's venv:
+``git archive HEAD | tar -x -C /tmp/soak-src && cd /tmp/soak-src && /path/to/.venv/bin/python -m benchmarks.soak``.
 """
 
 import argparse
@@ -287,10 +291,24 @@ def main() -> None:
             _soak(args, Path(tmp))
 
 
+def source() -> str:
+    """Which code runs: the checkout's commit and how many of its source files differ from it, or the directory
+    (an exported tree, e.g. ``git archive <commit> | tar -x -C soak-src-<commit>``, run from there)."""
+    git = ["git", "-C", str(REPO)]
+    head = subprocess.run([*git, "log", "-1", "--format=%h %cs"], capture_output=True, text=True, check=False)
+    if head.returncode != 0:
+        return f"tree {REPO.name}"
+    dirty = subprocess.run(
+        [*git, "status", "--porcelain", "--", "controller", "node_agent", "schemas", "benchmarks"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.splitlines()
+    return f"commit {head.stdout.strip()}" + (f" + {len(dirty)} uncommitted files" if dirty else "")
+
+
 def _soak(args: argparse.Namespace, tmp: Path) -> None:
-    commit = subprocess.run(
-        ["git", "-C", str(REPO), "log", "-1", "--format=%h %s"], capture_output=True, text=True, check=False
-    ).stdout.strip()
+    commit = source()
     date = datetime.now(UTC)
     broker = Mosquitto(tmp / "mq")
     broker.config = broker_config(broker.port, tmp / "mq" / "data", args.autosave)
@@ -361,6 +379,11 @@ def classify(args: argparse.Namespace, run: Run, o: Open) -> str:
     return "broker" if "broker" in kinds else "influx" if "influx" in kinds else "outside"
 
 
+def nearest(samples: list[tuple[float, float]], when: float) -> float:
+    """The sampled value closest in time to ``when``."""
+    return min(samples, key=lambda sample: abs(sample[0] - when))[1]
+
+
 def slope_mib_per_h(samples: list[tuple[float, float]]) -> float:
     """Least-squares slope of (monotonic s, MiB) in MiB per hour."""
     if len(samples) < 3:
@@ -388,7 +411,7 @@ def report(
         f"Machine: `{platform.node()}` {platform.machine()}, {cores} cores, Python {platform.python_version()}; ",
         end="",
     )
-    print(f"{date:%Y-%m-%d %H:%M} UTC; commit `{commit}`")
+    print(f"{date:%Y-%m-%d %H:%M} UTC; {commit}")
     load = run.load or [0.0]
     print(f"Load average (1 min) in the soak: mean {statistics.mean(load):.1f}, max {max(load):.1f} on {cores} cores\n")
     kinds = Counter(w.kind for w in run.windows)
@@ -490,6 +513,9 @@ def report_memory(run: Run, t0: float, t_end: float) -> None:
     ]
     for name, row in zip(names, rows, strict=True):
         print(f"| {name} | {' | '.join(row)} |")
+    marks = [t0 + k * (t_end - t0) / 6 for k in range(7)]
+    at = [nearest(run.rss, m) for m in marks] if run.rss else []
+    print("\nController resident memory at each sixth of the window (MiB): " + ", ".join(f"{m:.0f}" for m in at))
 
 
 if __name__ == "__main__":
