@@ -58,7 +58,7 @@ from schemas import (
 
 
 def flood(node_id: str, count: int, start: datetime) -> bytes:
-    """``count`` distinct telemetry payloads of one node, one per line."""
+    """``count`` distinct telemetry payloads of one node, one per line, 0.1 ms apart from ``start``."""
     compartments = [
         CompartmentReading(id=f"{row}{col}", door=DoorState.CLOSED, lock=LockState.LOCKED)
         for row in "ABC"
@@ -70,7 +70,7 @@ def flood(node_id: str, count: int, start: datetime) -> bytes:
             node_id=node_id,
             boot_id=1,
             seq=seq,
-            ts=start + timedelta(milliseconds=seq),
+            ts=start + timedelta(microseconds=100 * seq),
             battery=Battery(
                 soc_pct=50 + seq % 50, voltage_v=12.4, charging=False, power_source=PowerSource.BATTERY, cycle_count=7
             ),
@@ -182,7 +182,8 @@ def main() -> None:
     args = parser.parse_args()
     per_pub = args.messages // args.publishers
     total = per_pub * args.publishers
-    start = datetime(2026, 1, 1, tzinfo=UTC)
+    # Recent device times, 0.1 ms apart, ending now: as nodes would send them (old ones would raise clock_skew).
+    start = datetime.now(UTC) - timedelta(microseconds=100 * per_pub)
     payloads = [flood(f"bench-{p}", per_pub, start) for p in range(args.publishers)]
     with tempfile.TemporaryDirectory() as tmp:
         consumer_port, tls_config, consumer_tls, sub_tls = None, "", {}, []

@@ -41,7 +41,12 @@ class AlertEngine:
 
     def __init__(self, records: Iterable[AlertRecord] = (), silences: Iterable[Silence] = ()) -> None:
         self._records = {r.id: r for r in records}
-        self._open = {r.id for r in self._records.values() if r.open}
+        self._open: set[str] = set()
+        self._open_by_node: dict[str | None, int] = {}
+        """How many alerts are open per node id (None: site and fleet alerts), so a node with none skips clears."""
+        for rec in self._records.values():
+            if rec.open:
+                self._opened(rec)
         self._silences = {s.id: s for s in silences}
 
     # -- observations -------------------------------------------------------------------------------------------
@@ -60,6 +65,22 @@ class AlertEngine:
         """True when the alert is pending or firing (rules skip clear verdicts for closed alerts)."""
         return alert_id in self._open
 
+    def any_open(self, node_id: str) -> bool:
+        """True when some alert of the node is pending or firing (none: its clear verdicts are all skipped)."""
+        return node_id in self._open_by_node
+
+    def _opened(self, rec: AlertRecord) -> None:
+        self._open.add(rec.id)
+        self._open_by_node[rec.node_id] = self._open_by_node.get(rec.node_id, 0) + 1
+
+    def _closed(self, rec: AlertRecord) -> None:
+        self._open.discard(rec.id)
+        left = self._open_by_node[rec.node_id] - 1
+        if left:
+            self._open_by_node[rec.node_id] = left
+        else:
+            del self._open_by_node[rec.node_id]
+
     def _raise(self, now: float, obs: Observation, out: list[Notification]) -> None:
         rec = self._records.get(obs.id)
         if rec is None or not rec.open:
@@ -76,7 +97,7 @@ class AlertEngine:
                 count=max(1, obs.occurrences),
             )
             self._records[rec.id] = rec
-            self._open.add(rec.id)
+            self._opened(rec)
         else:
             rec.count += obs.occurrences if rec.raising else max(1, obs.occurrences)
         rec.raising, rec.clear_since, rec.last_raised_at = True, None, now
@@ -94,13 +115,13 @@ class AlertEngine:
         rec.raising = False
         if rec.state is AlertState.PENDING:
             rec.state = AlertState.INACTIVE
-            self._open.discard(rec.id)
+            self._closed(rec)
             return
         if rec.clear_since is None:
             rec.clear_since = now
         if now - rec.clear_since >= rec.keep_firing_for_s:
             rec.state, rec.resolved_at = AlertState.RESOLVED, now
-            self._open.discard(rec.id)
+            self._closed(rec)
             if rec.notified_severity is not None:  # a raise announced gets its resolve, silenced or not
                 out.append(Notification.of(rec, Transition.RESOLVED, now))
 

@@ -179,7 +179,8 @@ class AlertMonitor:
             is_offline = operations.offline(node.ops, rules.operations, now)
         hold_offline = node.site_id in self._sites_down or (is_offline and not timer)
         quiet = self._quiet_for(rules, node, is_offline, hold_offline)
-        emit = Emitter(self.engine.is_open, node.node_id, node.site_id, quiet)
+        is_open = self.engine.is_open if self.engine.any_open(node.node_id) else None
+        emit = Emitter(is_open, node.node_id, node.site_id, quiet)
         operations.evaluate(node.ops, rules.operations, now, emit, is_offline)
         if not is_offline:
             battery.evaluate(node.battery, rules.battery, now, emit)

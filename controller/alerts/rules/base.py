@@ -9,14 +9,15 @@ class Emitter:
     """Collects one evaluation's observations about one node (``node_id``) or one site (``node_id=None``).
 
     Rules in ``quiet`` (suppressed or disabled) say nothing, so their alerts keep their state. A clear verdict is
-    only kept for an alert the engine has open: closed alerts need no news, which keeps ticks cheap.
+    only kept for an alert the engine has open: closed alerts need no news, which keeps ticks cheap. ``is_open``
+    None says none is open (every clear is skipped without building its alert id).
     """
 
     __slots__ = ("_is_open", "_quiet", "node_id", "observations", "site_id")
 
     def __init__(
         self,
-        is_open: Callable[[str], bool],
+        is_open: Callable[[str], bool] | None,
         node_id: str | None,
         site_id: str | None,
         quiet: frozenset[str] = frozenset(),
@@ -64,6 +65,9 @@ class Emitter:
 
     def clear(self, rule: str, compartment: str | None = None) -> None:
         """The clear condition holds."""
-        if rule in self._quiet or not self._is_open(alert_id(rule, self.node_id, compartment, self.site_id)):
+        is_open = self._is_open
+        if is_open is None or rule in self._quiet:
+            return
+        if not is_open(alert_id(rule, self.node_id, compartment, self.site_id)):
             return
         self.observations.append(Observation(rule, False, self.node_id, compartment, self.site_id))

@@ -221,3 +221,16 @@ def test_noise_narrower_than_the_hysteresis_band_never_flaps(centre: float, nois
             notes += engine.apply(now, [down()])
     transitions = [n.transition for n in notes]
     assert transitions in ([], [Transition.RAISED])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["n1", "n2"]), st.booleans(), st.integers(0, 2)), max_size=40))
+def test_any_open_tells_whether_a_node_has_an_open_alert(steps: list[tuple[str, bool, int]]) -> None:
+    """The per-node count behind ``any_open`` (which lets a node with none skip its clears) follows every change."""
+    engine = AlertEngine()
+    for t, (node, raising, hold) in enumerate(steps):
+        engine.apply(float(t), [up(node, for_s=hold, keep=hold) if raising else down(node)])
+        for n in ("n1", "n2"):
+            assert engine.any_open(n) == any(r.open for r in engine.records() if r.node_id == n)
+    restarted = AlertEngine(engine.records())
+    for n in ("n1", "n2"):
+        assert restarted.any_open(n) == engine.any_open(n)

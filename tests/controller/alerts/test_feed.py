@@ -9,9 +9,10 @@ from controller.alerts import (
     Liveness,
     NodeInfo,
     TelemetrySample,
+    feed,
 )
-from controller.alerts.feed import apply, inputs_of
-from schemas import NoCause
+from controller.alerts.feed import apply, inputs_of, telemetry_sample
+from schemas import CompartmentReading, DoorState, LockState, NoCause
 from tests import samples
 
 T0 = samples.T0.timestamp()
@@ -26,6 +27,25 @@ def test_telemetry_carries_battery_temperature_outbox_and_compartments() -> None
         ("A1", False, True),
         ("B1", True, False),
     ]
+
+
+def test_compartment_readings_are_shared_between_samples_until_a_door_or_lock_changes() -> None:
+    """Readings are built once per (id, door, lock) set and reused; a change still shows; the cache is bounded."""
+    first = telemetry_sample(samples.telemetry("n1", seq=1), 1.0)
+    again = telemetry_sample(samples.telemetry("n2", seq=2), 2.0)
+    assert again.compartments is first.compartments
+    shut = samples.telemetry("n1", seq=3).model_copy(
+        update={"compartments": [CompartmentReading(id="B1", door=DoorState.CLOSED, lock=LockState.LOCKED)]}
+    )
+    assert [(c.compartment, c.door_open, c.locked) for c in telemetry_sample(shut, 3.0).compartments] == [
+        ("B1", False, True)
+    ]
+    for i in range(feed._READINGS_MAX + 10):
+        other = shut.model_copy(
+            update={"compartments": [CompartmentReading(id=f"C{i}", door=DoorState.OPEN, lock=LockState.LOCKED)]}
+        )
+        assert telemetry_sample(other, 4.0).compartments[0].compartment == f"C{i}"
+    assert len(feed._READINGS) <= feed._READINGS_MAX
 
 
 def test_door_edges_are_uncommanded_only_when_nothing_caused_an_opening() -> None:
