@@ -126,13 +126,15 @@ class Ingest:
         if self._already_stored(key):
             self._duplicates[channel].inc()
             return Handled(NO_LINES, key)  # the key again: the node gets a receipt for its re-send
-        self._ingested[channel].inc()
         self._observe(message, now)
         if isinstance(message, Telemetry):
             self.fleet.seen(message.node_id, now, message)
+            self._ingested[channel].inc()
             return Handled([telemetry_line(message)], key)
         self.fleet.seen(message.node_id, now)
-        return Handled([self._route(message)], key)
+        line = self._route(message)
+        self._ingested[channel].inc()  # once routed: a retry after the store failed is not another message
+        return Handled([line], key)
 
     def _route(self, message: DoorEvent | LedgerEvent | KeypadEvent | OtaEvent | CommandResult) -> str:
         """The line storing ``message``, after handing it to whoever acts on it."""

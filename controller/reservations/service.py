@@ -316,9 +316,10 @@ class Reservations:
 
     def on_ledger_event(self, event: LedgerEvent) -> None:
         """A node reported a change of its ledger (called on the ingest thread)."""
-        self.metrics.edge_transitions.labels(event.transition.value, event.via).inc()
         if event.reservation_id is not None:
             self._report(event.reservation_id, Report(event.boot_id, event.seq, event.transition), event.node_id)
+        # counted once applied: the store down makes the delivery try again, and that is no second transition
+        self.metrics.edge_transitions.labels(event.transition.value, event.via).inc()
 
     def _on_reserve_result(self, reservation_id: str, result: CommandResult) -> None:
         """The node answered a ``reserve``; a refusal ends the reservation as refused."""
