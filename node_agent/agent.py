@@ -46,6 +46,7 @@ from schemas import (
     topic,
 )
 from schemas.codec import Message
+from schemas.envelope import NodeEnvelope
 
 if TYPE_CHECKING:
     import httpx
@@ -128,6 +129,7 @@ class Agent:
             self.outbox,
             connection_status=self._connection_status,
             command_topic=topic(self.node_id, Channel.COMMAND),
+            stored_topic=topic(self.node_id, Channel.STORED),
             on_command=self.commands.received,
         )
         self.updates.attach(self)
@@ -277,6 +279,7 @@ class Agent:
             encode(message),
             droppable=channel is Channel.TELEMETRY,
             retain=channel.retained,
+            key=(message.boot_id, message.seq) if isinstance(message, NodeEnvelope) else None,
         )
         self.link.notify()
 
@@ -298,6 +301,14 @@ class Agent:
         """Read every sensor into one telemetry message."""
         reading = self.hardware.battery.read()
         self._dropped_total += self.outbox.take_dropped()
+        if unconfirmed := self.outbox.take_unconfirmed_evicted():
+            log.warning(
+                "outbox full: messages the broker took but the controller never confirmed storing were evicted "
+                "node=%s count=%d action=check that the controller runs and sends receipts (--stored-receipt-s) and "
+                "the broker lets it publish lockers/v1/+/stored; a broker crash may have lost these",
+                self.node_id,
+                unconfirmed,
+            )
         return Telemetry(
             **self._envelope(),
             battery=Battery(

@@ -1,8 +1,10 @@
 """The agent's MQTT link: one persistent session, the outbox drained onto it in order, commands handed up.
 
-A thin adapter around aiomqtt. Everything published goes through the durable outbox first; the link only moves
-items from the outbox to the broker and deletes them once the broker acknowledged them (QoS 1 PUBACK). The birth
-and last will are the exception: they describe the connection itself and are built fresh at every connect.
+A thin adapter around aiomqtt. Everything published goes through the durable outbox first; the link moves items from
+the outbox to the broker, tells the outbox when the broker acknowledged them (QoS 1 PUBACK) and when the controller's
+delivery receipts (``lockers/v1/<node>/stored``) cover them, and on every new connection sends the items not covered
+yet again, oldest first, before newer ones (:mod:`node_agent.outbox` says when an item leaves). The birth and last
+will are the exception: they describe the connection itself and are built fresh at every connect.
 The simulator cuts and mends a link (:meth:`Link.cut`, :meth:`Link.mend`) to play a node or a site losing its network.
 """
 
@@ -23,6 +25,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wai
 
 from node_agent.outbox import Outbox
 from schemas.broker import NO_BROKER_FILES, BrokerFiles, broker_address, redact_url
+from schemas.codec import decode_message
+from schemas.errors import PayloadError
+from schemas.stored import StoredReceipt
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +118,7 @@ class Link:
         *,
         connection_status: Callable[[], tuple[Publication, Publication]],
         command_topic: str,
+        stored_topic: str,
         on_command: Callable[[str, bytes], None],
     ) -> None:
         self.config = config
@@ -120,6 +126,7 @@ class Link:
         self._outbox = outbox
         self._connection_status = connection_status
         self._command_topic = command_topic
+        self._stored_topic = stored_topic
         self._on_command = on_command
         self._wake = asyncio.Event()
         self._status: tuple[Publication, Publication] | None = None
@@ -213,7 +220,7 @@ class Link:
         async with client:
             # Subscribe first: the controller answers a birth at once (e.g. the node's code key), and on a new
             # session a command published before the subscription exists would be lost.
-            await client.subscribe(self._command_topic, qos=1)
+            await client.subscribe([(self._command_topic, 1), (self._stored_topic, 1)])
             await client.publish(birth.topic, birth.payload, qos=1, retain=birth.retain)
             self._status = None
             self._client = client
@@ -226,7 +233,8 @@ class Link:
                 redact_url(self.config.url),
                 len(self._outbox),
             )
-            replay = _Replay(len(self._outbox))
+            self._outbox.rewind()  # what the broker took before may be lost with it: sent again until a receipt
+            replay = _Replay(len(self._outbox) + self._outbox.unconfirmed)
             try:
                 await self._serve(client, replay)
             except asyncio.CancelledError:  # a clean stop: the DISCONNECT makes the broker drop the will
@@ -267,11 +275,10 @@ class Link:
     async def _drain(self, client: aiomqtt.Client, replay: _Replay) -> None:
         while True:
             items = self._outbox.peek(self.config.window, sending=True)
-            if not items:
+            if not items:  # everything held went to the broker on this connection (some may wait for a receipt)
                 self._wake.clear()
-                if len(self._outbox) == 0:
-                    replay.done(self.config.client_id)
-                    await self._wake.wait()
+                replay.done(self.config.client_id)
+                await self._wake.wait()
                 continue
             await asyncio.gather(*(client.publish(i.topic, i.payload, qos=i.qos, retain=i.retain) for i in items))
             self._outbox.ack(i.id for i in items)
@@ -283,4 +290,23 @@ class Link:
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             payload = message.payload if isinstance(message.payload, bytes) else str(message.payload).encode()
-            self._on_command(str(message.topic), payload)
+            if message.topic.value == self._stored_topic:
+                self._receipt(payload)
+            else:
+                self._on_command(str(message.topic), payload)
+
+    def _receipt(self, payload: bytes) -> None:
+        """A delivery receipt: the outbox forgets what it covers."""
+        try:
+            _, receipt = decode_message(self._stored_topic, payload)
+        except PayloadError as exc:
+            log.warning(
+                "delivery receipt refused client_id=%s reason=%s detail=%s action=check the controller's version; "
+                "the items it meant stay in the outbox and are sent again on the next connection",
+                self.config.client_id,
+                exc.reason.value,
+                exc.detail,
+            )
+            return
+        if isinstance(receipt, StoredReceipt):
+            self._outbox.confirm(receipt.boot_id, receipt.ranges)
