@@ -187,6 +187,8 @@ class AlertMonitor:
             thermal.evaluate(node.thermal, rules.thermal, now, emit, self._peers.get(node.site_id or ""))
             security.evaluate(node.security, rules.security, now, emit)
             for compartment, state in node.compartments.items():
+                if is_open is None and mechanical.quiet(state, rules.mechanical):
+                    continue  # nothing to raise, and no open alert to clear
                 mechanical.evaluate(compartment, state, rules.mechanical, now, emit)
         return self.engine.apply(now, emit.observations) if emit.observations else []
 

@@ -77,6 +77,19 @@ def record_reading(state: CompartmentState, reading: CompartmentReading, now: fl
         state.unlocked_since = now
 
 
+def quiet(state: CompartmentState, p: MechanicalParams) -> bool:
+    """True when :func:`evaluate` can raise nothing here: no jam in the window, door closed, locked, no lock fault,
+    too few switch latencies to compare. With none of its node's alerts open (no clear to say either), the monitor
+    skips such a compartment: most of them, most of the time, at a telemetry sample per node every few seconds."""
+    return (
+        not state.jams
+        and state.open_since is None
+        and state.unlocked_since is None
+        and state.fault_at is None
+        and (state.baseline_ms is None or len(state.recent_ms) < p.latency_recent_n)
+    )
+
+
 def evaluate(compartment: str, state: CompartmentState, p: MechanicalParams, now: float, emit: Emitter) -> None:
     """Jam, held-open, lock and wear verdicts for one compartment."""
     _jams(compartment, state, p, now, emit)

@@ -1,5 +1,10 @@
 """Mechanical and security rules: jams, doors held open, lock faults, switch wear, intruders, keypad, breaker."""
 
+from collections import deque
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from controller.alerts import (
     AlertMonitor,
     BreakerState,
@@ -11,6 +16,8 @@ from controller.alerts import (
     Severity,
     parse_rules,
 )
+from controller.alerts.rules import mechanical
+from controller.alerts.rules.base import Emitter
 from tests.controller.alerts.helpers import monitor, raised, resolved, sample
 
 
@@ -118,3 +125,38 @@ def test_a_breaker_tripped_until_its_limit_refills_resolves_on_the_timer() -> No
 def test_a_disabled_rule_never_raises() -> None:
     mon = monitor(parse_rules('[defaults.suppression]\ndisabled = ["uncommanded_open"]\n'))
     assert mon.on_door_edge(DoorEdge("n1", "A2", 5, opened=True, uncommanded=True), 5) == []
+
+
+@given(
+    jams=st.lists(st.floats(0, 5000), max_size=5),
+    open_since=st.none() | st.floats(0, 5000),
+    unlocked_since=st.none() | st.floats(0, 5000),
+    fault_at=st.none() | st.floats(0, 5000),
+    baseline_ms=st.none() | st.floats(1, 500),
+    recent_ms=st.lists(st.floats(1, 2000), max_size=12),
+    now=st.floats(0, 10_000),
+)
+def test_a_quiet_compartment_has_nothing_to_raise(
+    jams: list[float],
+    open_since: float | None,
+    unlocked_since: float | None,
+    fault_at: float | None,
+    baseline_ms: float | None,
+    recent_ms: list[float],
+    now: float,
+) -> None:
+    """What lets the monitor skip a compartment of a node with no open alert: ``quiet`` implies no verdict at all."""
+    state = mechanical.CompartmentState(
+        jams=deque(sorted(jams)),
+        open_since=open_since,
+        unlocked_since=unlocked_since,
+        fault_at=fault_at,
+        baseline_ms=baseline_ms,
+        recent_ms=deque(recent_ms),
+    )
+    params = parse_rules("").defaults.mechanical
+    quiet = mechanical.quiet(state, params)
+    emit = Emitter(None, "n1", None)
+    mechanical.evaluate("A1", state, params, now, emit)
+    if quiet:
+        assert emit.observations == []
