@@ -277,23 +277,26 @@ class Controller:
         )
 
     def stop(self) -> None:
-        """Disconnect, write what is buffered, close the store."""
+        """Take no more deliveries, write what is buffered (acknowledging it and sending its receipts), then
+        disconnect and close the store."""
         self._data_delivery.stop()
         self._control_delivery.stop()
+        for link in (self.link, self.control_link):
+            link.pause()
+        self.rollouts.stop()
+        self.alerts.stop()
+        self.field.stop()
+        self.spool.stop(timeout_s=SPOOL_STOP_S)
+        self.pipeline.stop(timeout_s=STOP_FLUSH_S)
         links = [threading.Thread(target=link.stop) for link in (self.link, self.control_link)]
         for stopping in links:
             stopping.start()
         for stopping in links:
             stopping.join()
-        self.rollouts.stop()
-        self.alerts.stop()
-        self.field.stop()
         if self.receipt_flusher is not None:
             self.receipt_flusher.stop()
         self.command_link.stop()
         self.webhooks.stop()
-        self.spool.stop(timeout_s=SPOOL_STOP_S)
-        self.pipeline.stop(timeout_s=STOP_FLUSH_S)
         self.writer.close()
         self.store.close()
         self.reservation_store.close()

@@ -106,6 +106,7 @@ class IngestLink:
         broker_address(settings.url, settings.broker_files)  # unreadable files stop the controller at start
         self.connected = threading.Event()
         self._stopping = threading.Event()
+        self._paused = threading.Event()
         self._send_lock = threading.Lock()
         self._sock: socket.socket | TlsChannel | None = None
         self._protocol: IngestProtocol | None = None
@@ -130,6 +131,11 @@ class IngestLink:
             raise ConnectionError(
                 f"no MQTT session with {redact_url(self.settings.url)} within {timeout_s} s; is the broker up?"
             )
+
+    def pause(self) -> None:
+        """Stop handing deliveries on, keeping the connection so acknowledgements of what is still being stored go
+        out (shutdown: pause, flush, then :meth:`stop`); what arrives meanwhile stays unacknowledged."""
+        self._paused.set()
 
     def stop(self) -> None:
         """Disconnect cleanly; unacknowledged messages stay in the session for the next start."""
@@ -278,6 +284,8 @@ class IngestLink:
             now = time.monotonic()
             if data:
                 for packet in protocol.receive(data, now):
+                    if self._paused.is_set():
+                        continue  # shutting down: the broker delivers it again after the next start
                     token = None if packet.packet_id is None else ack_token(connection, packet.packet_id)
                     self._on_message(packet.topic, packet.payload, token)
                 if protocol.subscribed and not self.connected.is_set():
