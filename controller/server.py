@@ -1,5 +1,7 @@
 """``lockerfleet controller``: the HTTP server around one :class:`~controller.service.Controller`."""
 
+import gc
+
 import uvicorn
 
 from controller.api.app import create_app
@@ -28,5 +30,8 @@ def run_controller(settings: ControllerSettings) -> int:
     """Run until SIGINT/SIGTERM; returns the process exit code."""
     configure()
     server = build_server(settings)
+    # What start-up built (modules, the app, the controller) lives as long as the process: out of the collector's
+    # way, so it does not walk it again and again while messages flow (about a tenth of the ingest CPU).
+    gc.freeze()
     server.run()
     return 0 if server.started else 1

@@ -41,6 +41,9 @@ log = logging.getLogger(__name__)
 
 _MAX_BATCH = 5000
 """Inputs fed per commit at most (the rest wait for the next round)."""
+GATHER_S = 0.02
+"""After the first input arrives, how long more may gather before they are fed: under a telemetry flood the thread
+then wakes a few dozen times a second instead of once per message (each wake-up cost more CPU than evaluating)."""
 _RETRY_S = 1.0
 
 
@@ -237,6 +240,8 @@ class AlertService:
         batch: list[tuple[AlertInput, ...]] = []
         try:
             batch.append(self._queue.get(timeout=timeout_s) if timeout_s > 0 else self._queue.get_nowait())
+            if self._queue.qsize() < _MAX_BATCH:
+                self._stop.wait(GATHER_S)
             while len(batch) < _MAX_BATCH:
                 batch.append(self._queue.get_nowait())
         except queue.Empty:

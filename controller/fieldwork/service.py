@@ -46,6 +46,8 @@ from schemas.alert import AlertNotice as AlertMessage
 log = logging.getLogger(__name__)
 
 _RETRY_S = 1.0
+GATHER_S = 0.02
+"""After the first item arrives, how long more may gather before they are fed (see the alert service's)."""
 _QUIET = frozenset({EventKind.HEALTH_STARTED, EventKind.HEALTH_BROKEN, EventKind.FIX_SEEN})
 """Events that change no route (the plan is kept)."""
 
@@ -293,6 +295,8 @@ class FieldService:
         items: list[TelemetrySample | _Offline | AlertMessage] = []
         try:
             first = self._queue.get(timeout=timeout)
+            if first is not None and self._queue.qsize() < 5000:
+                self._stop.wait(GATHER_S)  # let a burst gather: one wake-up per batch, not per message
             while True:
                 if first is not None:
                     items.append(first)

@@ -1,6 +1,7 @@
 """The alert thread on a real store: fed from ingested messages, ticked, stored with its announcements; a restart
 repeats nothing and a store that refuses a write delays announcements without losing them."""
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from controller.alerting import service as service_module
 from controller.alerting.service import AlertService
 from controller.alerts import NodeInfo, parse_rules
 from controller.store.alerts import AlertStore, Notice
@@ -131,3 +133,23 @@ def test_maintenance_holds_the_rules_it_names(store: AlertStore) -> None:
     harness.service.set_maintenance("n1", False)
     assert wait_until(lambda: harness.keys() == ["node_offline:n1#1:raised"], 10), harness.keys()
     harness.service.stop()
+
+
+def test_a_burst_is_taken_in_one_batch_not_one_wake_up_per_message(
+    store: AlertStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under a telemetry flood the alert thread waits a moment after the first input, so the rest of the burst comes
+    with it (waking per message cost more CPU than evaluating)."""
+    monkeypatch.setattr(service_module, "GATHER_S", 2.0)
+    svc = AlertService.restored(
+        RULES, store, clock=Clock(), eval_s=1.0, in_maintenance=lambda _n: False, on_stored=lambda _n: None
+    )
+    taken: list[int] = []
+    consumer = threading.Thread(target=lambda: taken.append(len(svc._take(10.0))))
+    consumer.start()
+    svc.observe(samples.telemetry("n1", seq=0), 0.0)
+    wait_until(lambda: svc.waiting == 0, 10)  # the first one is taken: the thread gathers
+    for seq in range(1, 50):
+        svc.observe(samples.telemetry("n1", seq=seq), 0.0)
+    consumer.join(10)
+    assert taken == [50]

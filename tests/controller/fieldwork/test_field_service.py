@@ -1,6 +1,7 @@
 """The swap queue's runtime on a real store: announcements and telemetry through its thread, restart
 reconciliation with the alerts firing, day plans assigned to technicians, technicians' actions stored."""
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from controller.alerts import AlertRecord, AlertState
 from controller.alerts import Severity as AlertSeverity
+from controller.fieldwork import service as field_service_module
 from controller.fieldwork.metrics import FieldMetrics
 from controller.fieldwork.service import FieldService
 from controller.store.alerts import Notice
@@ -198,3 +200,20 @@ def test_each_technician_gets_the_stops_near_them_and_keeps_them(store: Reservat
     assert sorted(routes["bo"] + routes["cy"]) == ["n2", "n3"]  # the new stop went to a technician in the harbour
     assert h.state("wo-battery_swap:n9") is OrderState.OPEN  # left out of every route, not lost
     h.stop()
+
+
+def test_a_burst_of_telemetry_is_taken_in_one_batch(store: ReservationStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The work-order thread waits a moment after the first sample, so a flood wakes it per batch, not per message."""
+    monkeypatch.setattr(field_service_module, "GATHER_S", 2.0)
+    field = Harness(store).service
+    field.stop()  # its own thread out of the way: this test takes from the queue itself
+    taken: list[int] = []
+    field._stop.clear()
+    consumer = threading.Thread(target=lambda: taken.append(len(field._take())))
+    consumer.start()
+    field.observe(telemetry("n1", 0, 50.0, 3), 0.0)
+    wait_until(lambda: field._queue.qsize() == 0, 10)
+    for seq in range(1, 50):
+        field.observe(telemetry("n1", seq, 50.0, 3), 0.0)
+    consumer.join(10)
+    assert taken == [50]
