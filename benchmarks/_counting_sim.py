@@ -3,7 +3,8 @@
 The agents are the real ones; the only difference is that each message is written to the record file (one line:
 ``channel kind node boot seq wall-time``) as it enters the agent's outbox. Commands on stdin, one per line:
 ``stale`` stops every node's telemetry (the simulator's stale fault), ``outbox`` answers with the number of
-messages still in all outboxes; ``quit`` or end of input stops the fleet.
+messages in all outboxes not yet PUBACKed, and PUBACKed but not yet covered by a delivery receipt; ``quit`` or end
+of input stops the fleet.
 
     python -m benchmarks._counting_sim --record generated.txt --nodes 500 --mqtt-url mqtt://127.0.0.1:PORT
 """
@@ -36,8 +37,9 @@ class RecordingAgent(Agent):
         super()._emit(channel, message)
 
 
-async def _queued(fleet: sim_fleet.SimFleet) -> int:
-    return sum(len(agent.outbox) for agent in fleet.agents)
+async def _held(fleet: sim_fleet.SimFleet) -> tuple[int, int]:
+    """(not yet PUBACKed, PUBACKed but not yet covered by a receipt) over every outbox."""
+    return sum(len(a.outbox) for a in fleet.agents), sum(a.outbox.unconfirmed for a in fleet.agents)
 
 
 def main() -> None:
@@ -73,8 +75,8 @@ def main() -> None:
                     print("ok", flush=True)
                 elif command == "outbox":
                     assert fleet.loop is not None
-                    queued = asyncio.run_coroutine_threadsafe(_queued(fleet), fleet.loop).result(60)
-                    print(f"outbox {queued}", flush=True)
+                    queued, unconfirmed = asyncio.run_coroutine_threadsafe(_held(fleet), fleet.loop).result(60)
+                    print(f"outbox {queued} {unconfirmed}", flush=True)
                 elif command == "quit":
                     break
 

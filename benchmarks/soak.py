@@ -238,11 +238,12 @@ def generated_keys(record: Path) -> dict[str, dict[tuple[str, int, int], float]]
 
 
 def wait_drained(args: argparse.Namespace, sim: Sim, influx: Influxd, record: Path) -> float:
-    """Stop telemetry, wait for empty outboxes and for InfluxDB to hold all or stop growing; seconds waited."""
+    """Stop telemetry, wait for empty outboxes (receipts cover everything) and for InfluxDB to hold all or stop
+    growing; seconds waited."""
     started = time.monotonic()
     sim.ask("stale")
     deadline = started + args.drain_timeout_s
-    while time.monotonic() < deadline and sim.ask("outbox") != "outbox 0":
+    while time.monotonic() < deadline and sim.ask("outbox") != "outbox 0 0":
         time.sleep(2.0)
     last, still_since = -1, time.monotonic()
     while time.monotonic() < deadline:
