@@ -55,7 +55,8 @@ class SeenWindow:
             return
         boots.move_to_end(key.boot_id)
         if key.seq > found.high:
-            found.mask = (found.mask << (key.seq - found.high) | 1) & ((1 << self.window) - 1)
+            jump = key.seq - found.high  # a jump past the window forgets it (no shift by up to 2**63 bits)
+            found.mask = (found.mask << jump | 1) & ((1 << self.window) - 1) if jump < self.window else 1
             found.high = key.seq
         elif found.high - key.seq < self.window:
             found.mask |= 1 << (found.high - key.seq)
