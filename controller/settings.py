@@ -112,7 +112,7 @@ class ControllerSettings(BrokerSettings, BaseSettings):
         "it), unless its key sets --quota-per-site.",
     )
     stored_receipt_s: float = Field(
-        default=10.0,
+        default=30.0,
         ge=0,
         le=3600,
         description="Tell each node what was stored this often (one small message per node per interval, only when "
