@@ -4,8 +4,8 @@ Issue 10, item 4. The locker reaches mosquitto only through :class:`~tests.harne
 and a capturing subscriber connect directly. During the cut the locker keeps working (a recipient picks a parcel up
 with the code at the keypad, the door opens and closes, telemetry keeps being sampled) and the controller shows it
 stale, then offline (the broker's keep-alive fires the last will in the black hole). Once mended, the outbox
-replays: every message the locker made reaches the broker once in order (re-sends of an unacknowledged window may
-follow, never ahead of a newer message) and InfluxDB holds each (node, boot, seq) exactly once. The controller's view
+replays: every message the locker made reaches the broker, the first time in seq order (re-sends of unacknowledged
+messages are counted) and InfluxDB holds each (node, boot, seq) exactly once. The controller's view
 reconciles: the node is online with a fresh last-seen and its latest sample, and the reservation is ``picked_up``.
 
 A second test slows the link until CONNACKs come back after the node gave up, then drops and mends it: the node
