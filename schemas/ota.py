@@ -87,8 +87,8 @@ class OtaEvent(NodeEnvelope):
     from_version: SemVer | None = Field(default=None, description="The version running when the update began.")
     to_version: SemVer | None = Field(default=None, description="The version being installed (or rolled back to).")
     slot: ShortText | None = Field(default=None, description="The slot being installed or now running.")
-    bytes_done: int | None = Field(default=None, ge=0)
-    bytes_total: int | None = Field(default=None, ge=1)
+    bytes_done: int | None = Field(default=None, ge=0, lt=2**63)
+    bytes_total: int | None = Field(default=None, ge=1, lt=2**63)
 
     @model_validator(mode="after")
     def _fields_fit_state(self) -> Self:

@@ -55,5 +55,8 @@ class Telemetry(NodeEnvelope):
     enclosure_temp_c: float = Field(ge=-60, le=125)
     compartments: list[CompartmentReading] = Field(max_length=256)
     outbox_dropped: int = Field(
-        default=0, ge=0, description="Telemetry samples dropped from the full offline outbox since this boot (a total)."
+        default=0,
+        ge=0,
+        lt=2**63,
+        description="Telemetry samples dropped from the full offline outbox since this boot (a total).",
     )

@@ -4,9 +4,10 @@ Each type is a constrained ``str``/``int`` so that validation happens once, at t
 says exactly what is accepted.
 """
 
+from datetime import UTC, datetime
 from typing import Annotated, Final
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
 
 SCHEMA_VERSION: Final = 1
 """The contract version this build speaks; every message carries it as ``schema_version``."""
@@ -25,5 +26,24 @@ Detail = Annotated[str, StringConstraints(max_length=256)]
 
 BootId = Annotated[int, Field(ge=0, lt=2**63, description="Grows by one every time the agent starts.")]
 Seq = Annotated[int, Field(ge=0, lt=2**63, description="Per-boot monotonic message counter, from 0.")]
-Timestamp = Annotated[AwareDatetime, Field(description="RFC 3339 instant with a UTC offset.")]
+EARLIEST: Final = datetime(1677, 9, 22, tzinfo=UTC)
+LATEST: Final = datetime(2262, 4, 11, tzinfo=UTC)
+"""Instants from :data:`EARLIEST` until :data:`LATEST` are accepted: InfluxDB stores time as signed 64-bit
+nanoseconds since 1970, so a message stamped outside would be taken, acted on, and then lost at the write."""
+
+
+def _storable(value: datetime) -> datetime:
+    if not EARLIEST <= value < LATEST:
+        raise ValueError(
+            f"instant {value.isoformat()} is outside {EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d}, the range InfluxDB "
+            "stores; check the sender's clock"
+        )
+    return value
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    AfterValidator(_storable),
+    Field(description="RFC 3339 instant with a UTC offset, from 1677-09-22 until 2262-04-11 (what InfluxDB stores)."),
+]
 DurationMs = Annotated[int, Field(ge=0, le=3_600_000)]
