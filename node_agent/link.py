@@ -129,7 +129,6 @@ class Link:
         self._stored_topic = stored_topic
         self._on_command = on_command
         self._wake = asyncio.Event()
-        self._status: tuple[Publication, Publication] | None = None
         self._client: aiomqtt.Client | None = None
         self._up = asyncio.Event()
         self._reachable = asyncio.Event()
@@ -195,10 +194,10 @@ class Link:
 
     async def _session(self) -> None:
         await self._reachable.wait()
-        # Failed attempts reuse one birth/will pair, so only published status messages consume sequence numbers.
-        if self._status is None:
-            self._status = self._connection_status()
-        birth, will = self._status
+        # A fresh birth/will pair per attempt: an attempt that timed out waiting for its CONNACK may still have
+        # reached the broker, which then publishes its will; a reused pair would give the next birth a lower seq
+        # than that will, and the controller would keep the node offline while it reports.
+        birth, will = self._connection_status()
         broker = broker_address(self.config.url, self.config.broker_files)  # re-read: files get renewed
         connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_properties.SessionExpiryInterval = SESSION_EXPIRY_S
@@ -222,7 +221,6 @@ class Link:
             # session a command published before the subscription exists would be lost.
             await client.subscribe([(self._command_topic, 1), (self._stored_topic, 1)])
             await client.publish(birth.topic, birth.payload, qos=1, retain=birth.retain)
-            self._status = None
             self._client = client
             self.connected = True
             self._up.set()
