@@ -8,6 +8,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from controller.devstack.services import Mosquitto
+from node_agent.link import Publication
 from schemas import (
     Channel,
     CommandCause,
@@ -22,7 +23,6 @@ from schemas import (
 )
 from tests.agent_mqtt.helpers import (
     PULSE_MS,
-    births,
     build_hardware,
     door_events,
     final,
@@ -219,8 +219,18 @@ def test_offline_messages_arrive_in_order_after_the_broker_returns(
 def test_tiny_outbox_drops_counted_telemetry_and_no_event(mosquitto: Mosquitto, start_agent: AgentFactory) -> None:
     hardware = build_hardware(PROFILE)
     capture = Capture(mosquitto.url, "lockers/v1/node-1/#", client_id="test-observer")
-    start_agent(hardware=hardware, telemetry_interval_s=0.03, outbox_capacity=4)
-    wait_online(capture)
+    runner = start_agent(hardware=hardware, telemetry_interval_s=0.03, outbox_capacity=4)
+    first = wait_online(capture)
+    status_seqs = {first.seq, first.seq + 1}  # the birth and the will registered with it
+    link = runner.agent.link
+    build_status = link._connection_status
+
+    def recorded() -> tuple[Publication, Publication]:  # every connect attempt takes a birth and a will
+        birth, will = build_status()
+        status_seqs.update(decode(Channel.STATUS, m.payload).seq for m in (birth, will))
+        return birth, will
+
+    link._connection_status = recorded
     mosquitto.stop()
     door = hardware.pin_factory.pin(A.door_pin)
     for _ in range(4):
@@ -244,7 +254,6 @@ def test_tiny_outbox_drops_counted_telemetry_and_no_event(mosquitto: Mosquitto, 
     events = events_of(delivered)
     assert [e.action for e in events.values()] == ["opened", "closed"] * 4
     samples = {t.seq: t for t in telemetry(delivered)}
-    status_seqs = {b.seq + k for b in births(delivered) for k in (0, 1)}  # each birth and the will registered with it
     live = next(t for t in samples.values() if not t.replayed and t.seq > max(events))
     delivered_before = sum(1 for s in samples if s < live.seq)
     emitted_before = sum(1 for s in range(live.seq) if s not in events and s not in status_seqs)
