@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,10 +174,19 @@ def stored_keys(influx: InfluxClient, measurement: str) -> Counter[tuple[str, in
     return Counter((r["node"], r["boot_id"], r["seq"]) for r in rows)
 
 
+@pytest.fixture
+def own_influxd(tmp_path: Path) -> Iterator[Influxd]:
+    """An InfluxDB of this test's own (the session's is not ours to freeze), stopped even if the test fails."""
+    server = Influxd(tmp_path / "influxd").start()
+    yield server
+    server.resume()  # a test failing while it was frozen
+    server.stop()
+
+
 def test_a_courier_reserves_and_opens_every_second_while_influxdb_is_frozen_for_a_minute_and_no_point_is_lost(
-    mosquitto: Mosquitto, tmp_path: Path
+    mosquitto: Mosquitto, own_influxd: Influxd, tmp_path: Path
 ) -> None:
-    influxd = Influxd(tmp_path / "influxd").start()  # private: the session's InfluxDB is not ours to freeze
+    influxd = own_influxd
     influx = InfluxClient(influxd.url, "chaos")
     influx.create()
     sites_file = tmp_path / "sites.json"
@@ -280,4 +290,3 @@ def test_a_courier_reserves_and_opens_every_second_while_influxdb_is_frozen_for_
         f"  parcels={len(courier.parcels)} opens={len(opens)} ledger_points={len(ledger)} outage_requests={len(outage)}"
     )
     influx.close()
-    influxd.stop()
