@@ -10,6 +10,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from controller.influx.lineproto import alert_line
 from controller.store.alerts import AlertStore
 from schemas.alert import AlertNotice
@@ -92,6 +94,12 @@ class AlertPublisher:
             except ConnectionError as exc:
                 log.warning(
                     "alert not published error=%s action=none: it is kept and sent when the broker is back", exc
+                )
+            except SQLAlchemyError as exc:
+                log.warning(
+                    "alert outbox unreadable error=%r action=check the controller store; alerts wait in it and are "
+                    "published once it answers",
+                    exc,
                 )
             except Exception:
                 log.exception("alert publishing failed action=report this bug; the outbox is retried")

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from controller.commands.service import Commands
 from controller.fleet.registry import Fleet
 from controller.influx.lineproto import firmware_line, rollout_line
+from controller.ingest.log_throttle import Throttle
 from controller.releases.catalog import find
 from controller.releases.http import artifact_path
 from controller.rollouts.actions import Aborted, Action, Cancel, Completed, DispatchUpdate, Rollback, WaveAdvanced
@@ -98,6 +99,7 @@ class RolloutRunner:
         self._releases: dict[str, SignedRelease] = {}
         self._versions: Counter[str] = Counter()
         self._versions_at = 0.0
+        self._stray_reports = Throttle()
         self.updating = UpdatingNodes()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -248,13 +250,16 @@ class RolloutRunner:
         with self._lock:
             sent = self._sent.get(command_id) or self._store.command(command_id)
             if sent is None or sent.node_id != node_id:
-                log.warning(
-                    "ota report for a command no rollout sent node=%s command_id=%s state=%s action=none if the "
-                    "rollout was deleted; else check the node's clock and outbox",
-                    node_id,
-                    command_id,
-                    state,
-                )
+                held = self._stray_reports.allow(node_id, time.monotonic())
+                if held is not None:  # one line per node per minute: a misbehaving node cannot flood the log
+                    log.warning(
+                        "ota report for a command no rollout sent node=%s command_id=%s state=%s held_back=%d "
+                        "action=none if the rollout was deleted; else check the node's clock and outbox",
+                        node_id,
+                        command_id,
+                        state,
+                        held,
+                    )
                 return
             followed = self._follow(sent.rollout_id)
             if followed is None:
