@@ -1,9 +1,10 @@
 """The controller's Prometheus metrics, on a registry of their own (served at ``/metrics``)."""
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from controller.fleet.registry import NodeState
@@ -26,19 +27,71 @@ class _NodesByState(Collector):
         yield family
 
 
+class ThreadCounts(Collector):
+    """A counter by one label, counted in plain ints per thread and summed at each scrape.
+
+    For counts taken once per ingested message: ``counts = tc.for_thread(); counts[value] += 1`` costs no lock and
+    no Python call (a prometheus-client ``Counter.inc`` takes both, ~0.5 µs). Each thread writes only its own dict,
+    so no count is lost between threads; values declared with :meth:`declare` are exported from 0.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str, registry: CollectorRegistry) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._label = label
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._threads: list[dict[str, int]] = []
+        self._declared: dict[str, None] = {}
+        registry.register(self)
+
+    def declare(self, values: Iterable[str]) -> None:
+        """Export these label values even while their count is 0."""
+        with self._lock:
+            self._declared.update(dict.fromkeys(str(v) for v in values))
+
+    def for_thread(self) -> dict[str, int]:
+        """The calling thread's counts by label value (every declared value present), to increment in place."""
+        counts: dict[str, int] | None = getattr(self._local, "counts", None)
+        if counts is None:
+            with self._lock:
+                counts = dict.fromkeys(self._declared, 0)
+                self._threads.append(counts)
+            self._local.counts = counts
+        return counts
+
+    def totals(self) -> dict[str, int]:
+        """Counts by label value, summed over threads."""
+        with self._lock:
+            totals = dict.fromkeys(self._declared, 0)
+            threads = list(self._threads)
+        for counts in threads:
+            for value, count in list(counts.items()):  # one C call: safe while its thread adds a value
+                key = str(value)  # a StrEnum member counts under its value
+                totals[key] = totals.get(key, 0) + count
+        return totals
+
+    def collect(self) -> Iterator[Metric]:
+        """The counter family, one sample per label value."""
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, count in self.totals().items():
+            family.add_metric([value], count)
+        yield family
+
+
 class Metrics:
     """Every metric the controller exports; ``node_counts`` is called at each scrape."""
 
     def __init__(self, node_counts: Callable[[], dict[NodeState, int]]) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.ingested = Counter(
-            "lockerfleet_messages_ingested", "Valid node messages accepted, by kind.", ["kind"], registry=r
+        self.ingested = ThreadCounts(
+            "lockerfleet_messages_ingested", "Valid node messages accepted, by kind.", "kind", registry=r
         )
-        self.duplicates = Counter(
+        self.duplicates = ThreadCounts(
             "lockerfleet_messages_duplicate",
             "Redelivered node messages already stored, acknowledged without writing.",
-            ["kind"],
+            "kind",
             registry=r,
         )
         self.rejected = Counter(

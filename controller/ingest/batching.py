@@ -39,19 +39,27 @@ class Batcher(Generic[T]):
         self._full: deque[Batch[T]] = deque()
         self._open: Batch[T] = Batch()
 
-    def add(self, now: float, lines: list[str], token: T | None = None, key: MessageKey | None = None) -> None:
-        """Append one message's lines (possibly none) with its ack token and dedup key."""
+    def add(self, now: float, lines: list[str], token: T | None = None, key: MessageKey | None = None) -> bool:
+        """Append one message's lines (possibly none) with its ack token and dedup key.
+
+        Returns True when the writer has something new to wait for or take: the open batch was opened (a new
+        deadline) or closed full. Otherwise nothing it waits on changed (it already sleeps until the deadline).
+        """
         batch = self._open
-        if not batch.lines and not batch.tokens:
+        opened = not batch.lines and not batch.tokens
+        if opened:
             batch.opened_at = now
-        batch.lines.extend(lines)
+        batch_lines = batch.lines
+        batch_lines.extend(lines)
         if token is not None:
             batch.tokens.append(token)
         if key is not None:
             batch.keys.append(key)
-        if len(batch.lines) >= self.max_lines:
+        if len(batch_lines) >= self.max_lines:
             self._full.append(batch)
             self._open = Batch()
+            return True
+        return opened
 
     @property
     def empty(self) -> bool:

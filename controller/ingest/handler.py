@@ -9,8 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 from controller.fleet.registry import Fleet
 from controller.influx.lineproto import (
@@ -54,9 +53,11 @@ NodeMessage = Telemetry | DoorEvent | LedgerEvent | KeypadEvent | OtaEvent | Com
 """What a node sends besides its status: deduplicated, stored, routed."""
 
 
-@dataclass(frozen=True, slots=True)
-class Handled:
-    """Lines that store a message, and its key to remember once they are stored (None: nothing to remember)."""
+class Handled(NamedTuple):
+    """Lines that store a message, and its key to remember once they are stored (None: nothing to remember).
+
+    A named tuple: one is built per message, and a frozen dataclass's ``__init__`` costs several times more.
+    """
 
     lines: list[str]
     key: MessageKey | None = None
@@ -94,9 +95,11 @@ class Ingest:
         self._throttle = Throttle(60.0)
         self._last_dead_ns = 0
         self._dead_lock = threading.Lock()  # dead letters come from both MQTT sessions' threads
-        upward = [c for c in Channel if c.direction is Direction.UP]
-        self._ingested = {c: metrics.ingested.labels(c.value) for c in upward}
-        self._duplicates = {c: metrics.duplicates.labels(c.value) for c in upward}
+        upward = [c.value for c in Channel if c.direction is Direction.UP]
+        metrics.ingested.declare(upward)
+        metrics.duplicates.declare(upward)
+        self._ingested = metrics.ingested.for_thread
+        self._duplicates = metrics.duplicates.for_thread
 
     def handle(self, topic: str, payload: bytes) -> Handled:
         """Validate and route one message; never raises for bad input (it becomes a dead letter)."""
@@ -113,7 +116,8 @@ class Ingest:
                 self._observe(message, now)
                 if isinstance(message, StatusBirth):
                     self._on_birth(message)
-            self._ingested[channel].inc()
+            counts = self._ingested()
+            counts[channel] = counts.get(channel, 0) + 1
             return Handled(NO_LINES)
         if not isinstance(message, NodeMessage):
             # A command echoed on a node channel: not ours to store.
@@ -124,16 +128,19 @@ class Ingest:
     def _node_message(self, channel: Channel, message: NodeMessage, now: float) -> Handled:
         key = MessageKey(message.node_id, message.boot_id, message.seq)
         if self._already_stored(key):
-            self._duplicates[channel].inc()
+            counts = self._duplicates()
+            counts[channel] = counts.get(channel, 0) + 1
             return Handled(NO_LINES, key)  # the key again: the node gets a receipt for its re-send
         self._observe(message, now)
         if isinstance(message, Telemetry):
             self.fleet.seen(message.node_id, now, message)
-            self._ingested[channel].inc()
+            counts = self._ingested()
+            counts[channel] = counts.get(channel, 0) + 1
             return Handled([telemetry_line(message)], key)
         self.fleet.seen(message.node_id, now)
         line = self._route(message)
-        self._ingested[channel].inc()  # once routed: a retry after the store failed is not another message
+        counts = self._ingested()  # once routed: a retry after the store failed is not another message
+        counts[channel] = counts.get(channel, 0) + 1
         return Handled([line], key)
 
     def _route(self, message: DoorEvent | LedgerEvent | KeypadEvent | OtaEvent | CommandResult) -> str:

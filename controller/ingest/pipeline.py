@@ -42,7 +42,10 @@ class WritePipeline(Generic[T]):
         self._metrics = metrics
         self._ack = ack
         self._batcher: Batcher[T] = Batcher(max_lines, max_age_s)
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        """Guards the batcher, the dedup window and the counts; a plain lock is entered in C (a ``Condition``'s
+        ``with`` runs Python code, twice per ingested message)."""
+        self._cond = threading.Condition(self._lock)
         self._stopping = False
         self._waiting = 0
         self._writing_since: float | None = None
@@ -61,18 +64,17 @@ class WritePipeline(Generic[T]):
     def submit(self, lines: list[str], token: T | None = None, key: MessageKey | None = None) -> None:
         """Queue one message's lines; ``token`` is acknowledged and ``key`` remembered once they are stored."""
         now = time.monotonic()
-        with self._cond:
-            was_empty = self._batcher.empty
-            self._batcher.add(now, lines, token, key)
+        with self._lock:
+            # Wake the writer when it has a new deadline to wait for (it sleeps without one while empty) or a full
+            # batch; a batch due by age it takes when its timed wait ends.
+            if self._batcher.add(now, lines, token, key):
+                self._cond.notify()
             if token is not None:
                 self._waiting += 1
-            # Wake the writer when it has a new deadline to wait for (it sleeps without one while empty) or work.
-            if was_empty or (lines and self._batcher.due(now)):
-                self._cond.notify()
 
     def seen(self, key: MessageKey) -> bool:
         """True when the message ``key`` was already stored."""
-        with self._cond:
+        with self._lock:
             return self._seen.contains(key)
 
     def remember(self, keys: list[MessageKey]) -> None:
