@@ -12,7 +12,7 @@ the Maximum Packet Size sent in CONNECT is refused before it is buffered, and an
 
 import struct
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, NamedTuple
 
 PINGREQ: Final = b"\xc0\x00"
 DISCONNECT: Final = b"\xe0\x00"
@@ -76,9 +76,12 @@ class SubAck:
     reasons: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Publish:
-    """A delivered message; ``packet_id`` is None for QoS 0 (nothing to acknowledge)."""
+class Publish(NamedTuple):
+    """A delivered message; ``packet_id`` is None for QoS 0 (nothing to acknowledge).
+
+    A named tuple: one is built per delivery, and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per
+    field) cost three times as much.
+    """
 
     topic: str
     payload: bytes
