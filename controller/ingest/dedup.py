@@ -6,6 +6,7 @@ because a point carries its device timestamp and overwrites its earlier copy.
 """
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import NamedTuple
 
 
@@ -33,6 +34,7 @@ class SeenWindow:
             raise ValueError("window and boots must be at least 1")
         self.window = window
         self.boots = boots
+        self._full = (1 << window) - 1
         self._nodes: dict[str, OrderedDict[int, _Window]] = {}
 
     def contains(self, key: MessageKey) -> bool:
@@ -46,17 +48,28 @@ class SeenWindow:
 
     def add(self, key: MessageKey) -> None:
         """Record ``key`` as stored."""
-        boots = self._nodes.setdefault(key.node_id, OrderedDict())
-        found = boots.get(key.boot_id)
-        if found is None:
-            boots[key.boot_id] = _Window(key.seq)
-            if len(boots) > self.boots:
-                boots.popitem(last=False)
-            return
-        boots.move_to_end(key.boot_id)
-        if key.seq > found.high:
-            jump = key.seq - found.high  # a jump past the window forgets it (no shift by up to 2**63 bits)
-            found.mask = (found.mask << jump | 1) & ((1 << self.window) - 1) if jump < self.window else 1
-            found.high = key.seq
-        elif found.high - key.seq < self.window:
-            found.mask |= 1 << (found.high - key.seq)
+        self.add_all((key,))
+
+    def add_all(self, keys: Iterable[MessageKey]) -> None:
+        """Record every key of a stored batch (one call per batch: the writer holds the ingest's lock meanwhile)."""
+        nodes = self._nodes
+        window = self.window
+        full = self._full
+        for node_id, boot_id, seq in keys:
+            boots = nodes.get(node_id)
+            if boots is None:
+                boots = nodes[node_id] = OrderedDict()
+            found = boots.get(boot_id)
+            if found is None:
+                boots[boot_id] = _Window(seq)
+                if len(boots) > self.boots:
+                    boots.popitem(last=False)
+                continue
+            boots.move_to_end(boot_id)
+            high = found.high
+            if seq > high:
+                jump = seq - high  # a jump past the window forgets it (no shift by up to 2**63 bits)
+                found.mask = (found.mask << jump | 1) & full if jump < window else 1
+                found.high = seq
+            elif high - seq < window:
+                found.mask |= 1 << (high - seq)

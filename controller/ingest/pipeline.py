@@ -80,9 +80,8 @@ class WritePipeline(Generic[T]):
     def remember(self, keys: list[MessageKey]) -> None:
         """Record messages stored by another way (the control spool) as stored."""
         if keys:
-            with self._cond:
-                for key in keys:
-                    self._seen.add(key)
+            with self._lock:
+                self._seen.add_all(keys)
 
     def oldest_age_s(self) -> float:
         """Age of the oldest lines submitted and not yet stored (0 when none)."""
@@ -130,9 +129,8 @@ class WritePipeline(Generic[T]):
         while (batch := self._next_batch()) is not None:
             if batch.lines and not self._store(batch):
                 return  # stopping with InfluxDB unreachable: leave these unacknowledged for redelivery
-            with self._cond:
-                for key in batch.keys:
-                    self._seen.add(key)
+            with self._lock:
+                self._seen.add_all(batch.keys)
                 self._waiting -= len(batch.tokens)
                 self._writing_since = None
             if batch.tokens:

@@ -5,6 +5,8 @@ import threading
 import time
 from datetime import timedelta
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 
 from controller.fleet.registry import Fleet
@@ -111,3 +113,47 @@ def test_a_full_batch_is_written_at_once_not_after_the_batch_age(influx: InfluxC
     finally:
         pipeline.stop()
         writer.close()
+
+
+class _ReferenceWindow:
+    """What SeenWindow promises, kept the slow way: every seq added per (node, boot), the last ``boots`` boots of a
+    node by use, and a key counts as seen when it was added and lies within ``window`` below its boot's highest."""
+
+    def __init__(self, window: int, boots: int) -> None:
+        self.window = window
+        self.boots = boots
+        self.nodes: dict[str, dict[int, set[int]]] = {}
+
+    def add(self, key: MessageKey) -> None:
+        boots = self.nodes.setdefault(key.node_id, {})
+        seqs = boots.pop(key.boot_id, set())
+        seqs.add(key.seq)
+        boots[key.boot_id] = seqs  # most recently used last
+        if len(boots) > self.boots:
+            del boots[next(iter(boots))]
+
+    def contains(self, key: MessageKey) -> bool:
+        seqs = self.nodes.get(key.node_id, {}).get(key.boot_id)
+        return seqs is not None and key.seq in seqs and max(seqs) - key.seq < self.window
+
+
+_keys = st.builds(
+    MessageKey,
+    st.sampled_from(["a", "b"]),
+    st.integers(0, 4),
+    st.one_of(st.integers(0, 40), st.integers(0, 2**63 - 1)),
+)
+
+
+@given(batches=st.lists(st.lists(_keys, max_size=12), max_size=8), probes=st.lists(_keys, max_size=20))
+def test_a_batch_added_at_once_is_remembered_as_the_reference_window_says(
+    batches: list[list[MessageKey]], probes: list[MessageKey]
+) -> None:
+    window = SeenWindow(window=16, boots=2)
+    reference = _ReferenceWindow(window=16, boots=2)
+    for batch in batches:
+        window.add_all(batch)
+        for key in batch:
+            reference.add(key)
+    for key in [k for batch in batches for k in batch] + probes:
+        assert window.contains(key) == reference.contains(key), key
