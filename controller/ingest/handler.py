@@ -51,6 +51,7 @@ HANDLER_ERROR: Final = "handler_error"
 
 NodeMessage = Telemetry | DoorEvent | LedgerEvent | KeypadEvent | OtaEvent | CommandResult
 """What a node sends besides its status: deduplicated, stored, routed."""
+_STATUSES: Final = (StatusBirth, StatusDeath)
 
 
 class Handled(NamedTuple):
@@ -109,7 +110,9 @@ class Ingest:
         except PayloadError as exc:
             return Handled([self._dead_letter(exc.reason.value, exc.detail, topic, payload, now)])
         channel = where.channel
-        if isinstance(message, StatusBirth | StatusDeath):
+        if isinstance(message, NodeMessage):  # first: telemetry is the bulk, and matches the union's first member
+            return self._node_message(channel, message, now)
+        if isinstance(message, _STATUSES):
             record = self.fleet.apply_status(message, now)
             if record is not None:
                 self._store.save(record)
@@ -119,11 +122,9 @@ class Ingest:
             counts = self._ingested()
             counts[channel] = counts.get(channel, 0) + 1
             return Handled(NO_LINES)
-        if not isinstance(message, NodeMessage):
-            # A command echoed on a node channel: not ours to store.
-            error = _wrong_channel(topic)
-            return Handled([self._dead_letter(error.reason.value, error.detail, topic, payload, now)])
-        return self._node_message(channel, message, now)
+        # A command echoed on a node channel: not ours to store.
+        error = _wrong_channel(topic)
+        return Handled([self._dead_letter(error.reason.value, error.detail, topic, payload, now)])
 
     def _node_message(self, channel: Channel, message: NodeMessage, now: float) -> Handled:
         key = MessageKey(message.node_id, message.boot_id, message.seq)
