@@ -73,9 +73,9 @@ class WritePipeline(Generic[T]):
                 self._waiting += 1
 
     def seen(self, key: MessageKey) -> bool:
-        """True when the message ``key`` was already stored."""
-        with self._lock:
-            return self._seen.contains(key)
+        """True when the message ``key`` was already stored (no lock: the window is safe to read while the writer
+        adds to it, see :mod:`controller.ingest.dedup`)."""
+        return self._seen.contains(key)
 
     def remember(self, keys: list[MessageKey]) -> None:
         """Record messages stored by another way (the control spool) as stored."""
