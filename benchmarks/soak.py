@@ -367,6 +367,10 @@ def _soak(args: argparse.Namespace, tmp: Path) -> None:
             for line in (tmp / "controller-0.log").read_text(errors="replace").splitlines()
             if (m := re.search(r"level=(WARNING|ERROR|CRITICAL)", line))
         )
+    with (tmp / "rss.csv").open("w") as csv:  # for a closer look at the memory curve (kept with --keep)
+        csv.write("seconds,controller_mib,simulator_mib\n")
+        for (t, mib), (_, sim_mib) in zip(run.rss, run.sim_rss, strict=False):
+            csv.write(f"{t - t0:.1f},{mib:.2f},{sim_mib:.2f}\n")
     report(args, date, commit, run, t0, t_end, drained_s, generated, stored, metrics, warnings)
 
 
