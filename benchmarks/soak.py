@@ -367,11 +367,20 @@ def _soak(args: argparse.Namespace, tmp: Path) -> None:
             for line in (tmp / "controller-0.log").read_text(errors="replace").splitlines()
             if (m := re.search(r"level=(WARNING|ERROR|CRITICAL)", line))
         )
-    with (tmp / "rss.csv").open("w") as csv:  # for a closer look at the memory curve (kept with --keep)
+    write_samples(args, run, t0, tmp)
+    report(args, date, commit, run, t0, t_end, drained_s, generated, stored, metrics, warnings)
+
+
+def write_samples(args: argparse.Namespace, run: Run, t0: float, tmp: Path) -> None:
+    """``rss.csv`` and ``opens.csv`` in the work directory, for a closer look (kept with ``--keep``)."""
+    with (tmp / "rss.csv").open("w") as csv:
         csv.write("seconds,controller_mib,simulator_mib\n")
         for (t, mib), (_, sim_mib) in zip(run.rss, run.sim_rss, strict=False):
             csv.write(f"{t - t0:.1f},{mib:.2f},{sim_mib:.2f}\n")
-    report(args, date, commit, run, t0, t_end, drained_s, generated, stored, metrics, warnings)
+    with (tmp / "opens.csv").open("w") as csv:
+        csv.write("started_s,seconds,status,window\n")
+        for o in run.opens:
+            csv.write(f"{o.started - t0:.2f},{o.seconds:.3f},{o.status},{classify(args, run, o)}\n")
 
 
 def classify(args: argparse.Namespace, run: Run, o: Open) -> str:
