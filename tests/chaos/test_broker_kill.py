@@ -34,6 +34,8 @@ NODES = 20
 INTERVAL_S = 0.1
 FROZEN_S = 3.0
 """How long the controller is frozen before the kill: the broker queues about NODES / INTERVAL_S per second."""
+WINDOW = 100
+"""The controller's telemetry receive maximum: at most this many of the ~600 queued messages reach its socket."""
 
 
 def compose_persistence(data: Path) -> list[str]:
@@ -85,6 +87,9 @@ def run(tmp_path: Path, influx: InfluxClient, monkeypatch: pytest.MonkeyPatch, r
             tmp_path / "store.sqlite3",
             "chaos-controller",
             batch_max_age_s="0.2",
+            # A small window keeps what the broker holds for the frozen controller in the broker, not in the
+            # controller's socket buffer (from which the resumed controller would still store it).
+            receive_maximum=str(WINDOW),
             stored_receipt_s=receipt_s,
         ),
         tmp_path / "controller.log",
