@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.commands.rate_limit import KeyedLimits
-from controller.ingest.log_throttle import Throttle
+from controller.log_throttle import Throttle
 
 log = logging.getLogger(__name__)
 

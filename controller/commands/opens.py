@@ -17,7 +17,7 @@ from controller.commands.rate_limit import KeyedLimits, TokenBucket
 from controller.commands.service import CommandNotSentError, Commands
 from controller.fleet.registry import Fleet, NodeState
 from controller.influx.lineproto import courier_open_line
-from controller.ingest.log_throttle import Throttle
+from controller.log_throttle import Throttle
 from controller.metrics import Metrics
 from schemas import CommandResult, CommandStatus, ReservationStep
 

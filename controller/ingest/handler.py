@@ -22,7 +22,7 @@ from controller.influx.lineproto import (
     telemetry_line,
 )
 from controller.ingest.dedup import MessageKey
-from controller.ingest.log_throttle import Throttle
+from controller.log_throttle import Throttle
 from controller.metrics import Metrics
 from controller.store.fleet import FleetStore
 from schemas import (

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from controller.commands.service import Commands
 from controller.fleet.registry import Fleet
 from controller.influx.lineproto import firmware_line, rollout_line
-from controller.ingest.log_throttle import Throttle
+from controller.log_throttle import Throttle
 from controller.releases.catalog import find
 from controller.releases.http import artifact_path
 from controller.rollouts.actions import Aborted, Action, Cancel, Completed, DispatchUpdate, Rollback, WaveAdvanced

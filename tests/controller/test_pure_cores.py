@@ -10,7 +10,7 @@ from controller.commands.rate_limit import TokenBucket
 from controller.fleet.registry import STALE_FACTOR, Fleet, NodeState
 from controller.ingest.batching import Batcher
 from controller.ingest.dedup import MessageKey, SeenWindow
-from controller.ingest.log_throttle import Throttle
+from controller.log_throttle import Throttle
 from schemas import StatusBirth, StatusDeath
 from tests import samples
 
