@@ -42,10 +42,10 @@ from controller.reservations.limits import Limits
 from controller.reservations.service import Reservations, sites_from
 from controller.rollouts.runner import RolloutRunner
 from controller.settings import ControllerSettings, reservations_sqlite_url
-from controller.store.fieldwork import FieldStore
+from controller.store.fieldwork import FieldStore, TechnicianKey
 from controller.store.fleet import FleetStore, adopt_sqlite_registry
-from controller.store.operators import Maintenance, OperatorStore
-from controller.store.reservations import ReservationStore
+from controller.store.operators import Maintenance, OperatorKey, OperatorStore
+from controller.store.reservations import ApiKey, ReservationStore
 from controller.store.rollouts import RolloutStore
 from controller.store.spool import SpoolStore
 from controller.swapqueue import GeoPoint, VerifyPolicy
@@ -324,12 +324,12 @@ class Controller:
             oldest_unstored_s=self.oldest_unstored_s(),
         )
 
-    def knows_key(self, token: str) -> bool:
-        """Whether ``token`` is a valid API key of any kind (operator, courier partner or field technician)."""
+    def find_key(self, token: str) -> OperatorKey | ApiKey | TechnicianKey | None:
+        """The valid API key ``token`` names, of any kind (operator, courier partner or field technician), or None."""
         return (
-            self.operators.authenticate(token) is not None
-            or self.reservation_store.authenticate(token) is not None
-            or self.field_store.authenticate(token) is not None
+            self.operators.authenticate(token)
+            or self.reservation_store.authenticate(token)
+            or self.field_store.authenticate(token)
         )
 
     def set_maintenance(self, node_id: str, reason: str, operator: str) -> Maintenance:

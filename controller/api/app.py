@@ -75,7 +75,7 @@ def create_app(controller: Controller) -> FastAPI:
     errors.install(app)
     app.add_middleware(
         RequestGuard,
-        authenticate=controller.knows_key,
+        authenticate=controller.find_key,
         max_body_bytes=controller.settings.max_body_bytes,
         failed_auth_per_min=controller.settings.failed_auth_per_min,
         failed_auth_burst=max(1, round(controller.settings.failed_auth_per_min / 3)),

@@ -11,11 +11,12 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from typing import Annotated, Self
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from controller.api.guard import authenticated
 from controller.api.models import ApiError
 from controller.api.nodes import AUTH_ERRORS, operator_auth
 from controller.fieldwork.service import StopView
@@ -184,14 +185,14 @@ def field_router(controller: Controller) -> APIRouter:
     field = controller.field
 
     def technician(
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_technician_bearer)],
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_technician_bearer)]
     ) -> TechnicianKey:
         if credentials is None:
             raise HTTPException(401, "missing technician key: send Authorization: Bearer <key>", _CHALLENGE)
-        key = controller.field_store.authenticate(credentials.credentials)
-        if key is not None:
+        key = authenticated(request) or controller.find_key(credentials.credentials)
+        if isinstance(key, TechnicianKey):
             return key
-        if controller.knows_key(credentials.credentials):
+        if key is not None:
             raise HTTPException(403, "not a technician key: ask for one (lockerfleet technician-key)")
         raise HTTPException(401, "unknown or revoked technician key", _CHALLENGE)
 

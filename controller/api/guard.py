@@ -3,7 +3,8 @@
 An ASGI middleware, so nothing is buffered or parsed for a caller without a key: a request to ``/v1/…`` with no
 valid key (of any kind; the route then checks the kind) is answered 401 before its body is read, and a client
 address that keeps failing is answered 429 for a while. A body larger than the cap is answered 413 whether it
-declares its length or streams it.
+declares its length or streams it. The key found is handed to the route (:func:`authenticated`), which looks
+nothing up again.
 """
 
 import json
@@ -14,6 +15,7 @@ from collections.abc import Callable
 
 import anyio.to_thread
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from controller.commands.rate_limit import KeyedLimits
@@ -22,6 +24,13 @@ from controller.log_throttle import Throttle
 log = logging.getLogger(__name__)
 
 GUARDED_PREFIX = "/v1/"
+_KEY_STATE = "api_key"
+"""Where the guard leaves the key it found, in the request's state."""
+
+
+def authenticated(request: Request) -> object | None:
+    """The key (of any kind) the guard found for this request; None when no guard ran (the route looks it up)."""
+    return getattr(request.state, _KEY_STATE, None)
 
 
 class RequestGuard:
@@ -31,7 +40,7 @@ class RequestGuard:
         self,
         app: ASGIApp,
         *,
-        authenticate: Callable[[str], bool],
+        authenticate: Callable[[str], object | None],
         max_body_bytes: int,
         failed_auth_per_min: float,
         failed_auth_burst: int,
@@ -65,8 +74,11 @@ class RequestGuard:
     async def _check_key(self, scope: Scope, authorization: bytes) -> tuple[int, str, dict[str, str]] | None:
         client = scope["client"][0] if scope.get("client") else "unknown"
         scheme, _, token = authorization.decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer" and token and await anyio.to_thread.run_sync(self._authenticate, token.strip()):
-            return None
+        if scheme.lower() == "bearer" and token:
+            key = await anyio.to_thread.run_sync(self._authenticate, token.strip())
+            if key is not None:
+                scope.setdefault("state", {})[_KEY_STATE] = key
+                return None
         now = time.monotonic()
         wait_s = self._failures.take(client, now)
         held_back = self._failure_log.allow(client, now)

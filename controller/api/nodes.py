@@ -8,14 +8,16 @@ import logging
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Path
+from fastapi import APIRouter, Body, Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controller.api.errors import OPEN_ERRORS
+from controller.api.guard import authenticated
 from controller.api.models import ApiError, MaintenanceRequest, NodeView, OpenRequest, OpenResponse
 from controller.fleet.registry import NodeState
 from controller.service import Controller
 from controller.store.operators import OperatorKey
+from controller.store.reservations import ApiKey
 from schemas.types import NODE_ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -36,13 +38,15 @@ AUTH_ERRORS: dict[int | str, dict[str, object]] = {
 def operator_auth(controller: Controller) -> Callable[..., OperatorKey]:
     """The dependency every operator route takes: the caller's operator key, or 401 / 403."""
 
-    def operator(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_operator_bearer)]) -> OperatorKey:
+    def operator(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_operator_bearer)]
+    ) -> OperatorKey:
         if credentials is None:
             raise HTTPException(401, "missing operator key: send Authorization: Bearer <key>", _CHALLENGE)
-        key = controller.operators.authenticate(credentials.credentials)
-        if key is not None:
+        key = authenticated(request) or controller.find_key(credentials.credentials)
+        if isinstance(key, OperatorKey):
             return key
-        if controller.reservation_store.authenticate(credentials.credentials) is not None:
+        if isinstance(key, ApiKey):
             raise HTTPException(403, "a courier partner key cannot use the operator API; open through /v1/reservations")
         raise HTTPException(401, "unknown or revoked operator key", _CHALLENGE)
 

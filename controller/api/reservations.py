@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controller.api.errors import OPEN_ERRORS
+from controller.api.guard import authenticated
 from controller.api.models import ApiError, OpenResponse, ReservationOpenRequest
 from controller.api.open_keys import REUSED, OpenKeys
 from controller.commands.opens import Opens
@@ -28,12 +29,13 @@ BROKER_DOWN = "the controller has lost the MQTT broker, so no locker can confirm
 ReservationIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")]
 
 
-def authenticate(reservations: Reservations, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
-    """The caller's API key, or 401."""
+def authenticate(reservations: Reservations, http: Request, credentials: HTTPAuthorizationCredentials | None) -> ApiKey:
+    """The caller's API key (the one the guard found, else looked up), or 401 / 403."""
     if credentials is None:
         raise HTTPException(401, "missing API key: send Authorization: Bearer <key>", {"WWW-Authenticate": "Bearer"})
-    key = reservations.store.authenticate(credentials.credentials)
-    if key is not None:
+    found = authenticated(http)
+    key = found if found is not None else reservations.store.authenticate(credentials.credentials)
+    if isinstance(key, ApiKey):
         return key
     if api_tokens.split(credentials.credentials, OPERATOR_TOKEN_PREFIX) is not None:
         raise HTTPException(403, "an operator key cannot use the reservations API; use a courier partner's key")
@@ -43,8 +45,8 @@ def authenticate(reservations: Reservations, credentials: HTTPAuthorizationCrede
 def partner_key(reservations: Reservations) -> Callable[..., ApiKey]:
     """A FastAPI dependency: the caller's API key, or 401."""
 
-    def partner(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
-        return authenticate(reservations, credentials)
+    def partner(http: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiKey:
+        return authenticate(reservations, http, credentials)
 
     return partner
 
@@ -114,7 +116,7 @@ def reservations_router(
         """
 
         def decide() -> StoredResponse:
-            key = authenticate(reservations, credentials)
+            key = authenticate(reservations, http, credentials)
             within_limits(http, key)
             if not broker_up():
                 raise HTTPException(503, BROKER_DOWN)

@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI, Request
 
-from controller.api.guard import RequestGuard
+from controller.api.guard import RequestGuard, authenticated
 
 GOOD = "lf_valid"
+KEY = object()
+"""What the guard's lookup returns for GOOD (a store's key record in the controller)."""
 
 
 def guarded_app(read: list[int]) -> FastAPI:
@@ -21,6 +23,10 @@ def guarded_app(read: list[int]) -> FastAPI:
         read.append(len(body))
         return {"read": len(body)}
 
+    @app.post("/v1/whoami")
+    async def whoami(request: Request) -> dict[str, bool]:
+        return {"guard_found_the_key": authenticated(request) is KEY}
+
     @app.post("/v1/parsed")
     async def parsed(thing: dict[str, str]) -> dict[str, int]:
         read.append(len(thing))
@@ -28,7 +34,7 @@ def guarded_app(read: list[int]) -> FastAPI:
 
     app.add_middleware(
         RequestGuard,
-        authenticate=lambda token: token == GOOD,
+        authenticate=lambda token: KEY if token == GOOD else None,
         max_body_bytes=16_384,
         failed_auth_per_min=6,
         failed_auth_burst=3,
@@ -80,3 +86,8 @@ def test_one_address_failing_to_authenticate_is_held_back_with_429() -> None:
     answers = call(guarded_app(read), *[("/v1/things", bad, b"{}")] * 5)
     assert [a.status_code for a in answers] == [401, 401, 401, 429, 429]
     assert int(answers[-1].headers["Retry-After"]) >= 1
+
+
+def test_the_route_gets_the_key_the_guard_found_and_looks_nothing_up_again() -> None:
+    [answer] = call(guarded_app([]), ("/v1/whoami", {"Authorization": f"Bearer {GOOD}"}, b""))
+    assert answer.status_code == 200 and answer.json() == {"guard_found_the_key": True}
