@@ -41,10 +41,8 @@ CREATE TABLE IF NOT EXISTS item (
     sent INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS item_droppable ON item (id) WHERE droppable;
-CREATE TABLE IF NOT EXISTS dropped (id INTEGER PRIMARY KEY CHECK (id = 1), count INTEGER NOT NULL);
-INSERT OR IGNORE INTO dropped VALUES (1, 0);
 CREATE TABLE IF NOT EXISTS counter (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-INSERT OR IGNORE INTO counter VALUES ('receipts', 0), ('unconfirmed_evicted', 0);
+INSERT OR IGNORE INTO counter VALUES ('dropped', 0), ('receipts', 0), ('unconfirmed_evicted', 0);
 """
 _MIGRATION = """
 ALTER TABLE item ADD COLUMN boot_id INTEGER;
@@ -52,6 +50,11 @@ ALTER TABLE item ADD COLUMN seq INTEGER;
 ALTER TABLE item ADD COLUMN sent INTEGER NOT NULL DEFAULT 0;
 """
 """An outbox from before delivery receipts: its items get no key (they leave at their PUBACK)."""
+_OLD_DROPPED = """
+UPDATE counter SET value = value + (SELECT count FROM dropped) WHERE name = 'dropped';
+DROP TABLE dropped;
+"""
+"""An outbox from before delivery receipts kept its drop count in a table of its own: moved into ``counter``."""
 _INDEXES = """
 CREATE INDEX IF NOT EXISTS item_key ON item (boot_id, seq) WHERE boot_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS item_sent ON item (id) WHERE sent;
@@ -80,6 +83,10 @@ class Outbox:
         if "sent" not in {row[1] for row in self._db.execute("PRAGMA table_info(item)")}:
             with write(self._db, fsync=True):
                 for statement in filter(str.strip, _MIGRATION.split(";")):
+                    self._db.execute(statement)
+        if self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'dropped'").fetchone():
+            with write(self._db, fsync=True):
+                for statement in filter(str.strip, _OLD_DROPPED.split(";")):
                     self._db.execute(statement)
         self._db.executescript(_INDEXES)
         (self._len,) = self._db.execute("SELECT count(*) FROM item").fetchone()
@@ -138,7 +145,7 @@ class Outbox:
                 )
             drops = evicted + (0 if store else 1)
             if drops:
-                self._db.execute("UPDATE dropped SET count = count + ?", (drops,))
+                self._db.execute("UPDATE counter SET value = value + ? WHERE name = 'dropped'", (drops,))
             if unconfirmed:
                 self._db.execute(
                     "UPDATE counter SET value = value + ? WHERE name = 'unconfirmed_evicted'", (unconfirmed,)
@@ -208,18 +215,17 @@ class Outbox:
 
     def take_dropped(self) -> int:
         """Drops since the last call (persisted across restarts); resets the count to 0."""
-        with write(self._db, fsync=False):
-            (count,) = self._db.execute("SELECT count FROM dropped").fetchone()
-            if count:
-                self._db.execute("UPDATE dropped SET count = 0")
-        return int(count)
+        return self._take("dropped")
 
     def take_unconfirmed_evicted(self) -> int:
         """Sent items evicted before a receipt covered them, since the last call (persisted); resets it to 0."""
+        return self._take("unconfirmed_evicted")
+
+    def _take(self, counter: str) -> int:
         with write(self._db, fsync=False):
-            (count,) = self._db.execute("SELECT value FROM counter WHERE name = 'unconfirmed_evicted'").fetchone()
+            (count,) = self._db.execute("SELECT value FROM counter WHERE name = ?", (counter,)).fetchone()
             if count:
-                self._db.execute("UPDATE counter SET value = 0 WHERE name = 'unconfirmed_evicted'")
+                self._db.execute("UPDATE counter SET value = 0 WHERE name = ?", (counter,))
         return int(count)
 
     def __len__(self) -> int:

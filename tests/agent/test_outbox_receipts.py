@@ -163,3 +163,5 @@ def test_an_outbox_from_before_receipts_is_migrated_and_its_items_leave_at_their
         outbox.close()
     columns = {row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(item)")}
     assert {"boot_id", "seq", "sent"} <= columns
+    tables = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "dropped" not in tables  # its count moved into the counter table
