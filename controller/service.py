@@ -50,9 +50,10 @@ from controller.store.rollouts import RolloutStore
 from controller.store.spool import SpoolStore
 from controller.swapqueue import GeoPoint, VerifyPolicy
 from controller.swapqueue.ortools_sequencer import sequence
-from schemas import Message, StatusBirth
+from schemas import StatusBirth
 from schemas.broker import redact_url
 from schemas.codes import node_key
+from schemas.ingest_codec import Ingested
 
 log = logging.getLogger(__name__)
 
@@ -362,7 +363,7 @@ class Controller:
             return True
         return False
 
-    def _observe(self, message: Message, now: float) -> None:
+    def _observe(self, message: Ingested, now: float) -> None:
         """An ingested message, to the swap queue first (so its telemetry precedes the alerts it causes), then the
         alert rules."""
         self.field.observe(message, now)

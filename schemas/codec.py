@@ -71,12 +71,16 @@ def decode_message(topic: str, payload: bytes) -> tuple[NodeTopic, Message]:
     except TopicError as exc:
         raise PayloadError(RejectReason.UNKNOWN_TOPIC, str(exc)) from exc
     message = decode(where.channel, payload)
-    if message.node_id != where.node_id:
-        raise PayloadError(
-            RejectReason.WRONG_NODE,
-            f"payload node {message.node_id!r} published on topic of node {where.node_id!r}",
-        )
+    check_node(where, message.node_id)
     return where, message
+
+
+def check_node(where: NodeTopic, node_id: str) -> None:
+    """Raise :class:`PayloadError` (``wrong_node``) unless the payload's node is the topic's."""
+    if node_id != where.node_id:
+        raise PayloadError(
+            RejectReason.WRONG_NODE, f"payload node {node_id!r} published on topic of node {where.node_id!r}"
+        )
 
 
 def _reason(exc: ValidationError) -> RejectReason:

@@ -1,4 +1,5 @@
-"""Writes (or checks) the JSON Schema files under ``schemas/json/`` from the models.
+"""Writes (or checks) what is generated from the models: the JSON Schema files under ``schemas/json/`` and the
+ingest's msgspec frames ``schemas/frames.py``.
 
 ``python -m schemas.export`` rewrites them; ``python -m schemas.export --check`` exits 1 when they drift.
 """
@@ -11,6 +12,7 @@ from typing import Any, Final
 
 from pydantic import TypeAdapter
 
+from schemas import framegen
 from schemas.alert import AlertNotice
 from schemas.codec import ADAPTERS
 from schemas.topics import Channel
@@ -41,8 +43,12 @@ def render(name: Channel | str) -> str:
 
 
 def drifted() -> list[Path]:
-    """Committed schema files that differ from what the models generate."""
-    return [schema_file(n) for n in SCHEMAS if not schema_file(n).exists() or schema_file(n).read_text() != render(n)]
+    """Committed generated files that differ from what the models generate."""
+    stale = [schema_file(n) for n in SCHEMAS if not schema_file(n).exists() or schema_file(n).read_text() != render(n)]
+    frames = framegen.FRAMES_FILE
+    if not frames.exists() or frames.read_text() != framegen.render():
+        stale.append(frames)
+    return stale
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     JSON_DIR.mkdir(exist_ok=True)
     for name in SCHEMAS:
         schema_file(name).write_text(render(name))
+    framegen.FRAMES_FILE.write_text(framegen.render())
     return 0
 
 

@@ -32,7 +32,7 @@ LATEST: Final = datetime(2262, 4, 11, tzinfo=UTC)
 nanoseconds since 1970, so a message stamped outside would be taken, acted on, and then lost at the write."""
 
 
-def _storable(value: datetime) -> datetime:
+def storable(value: datetime) -> datetime:
     if not EARLIEST <= value < LATEST:
         raise ValueError(
             f"instant {value.isoformat()} is outside {EARLIEST:%Y-%m-%d} .. {LATEST:%Y-%m-%d}, the range InfluxDB "
@@ -43,7 +43,7 @@ def _storable(value: datetime) -> datetime:
 
 Timestamp = Annotated[
     AwareDatetime,
-    AfterValidator(_storable),
+    AfterValidator(storable),
     Field(description="RFC 3339 instant with a UTC offset, from 1677-09-22 until 2262-04-11 (what InfluxDB stores)."),
 ]
 DurationMs = Annotated[int, Field(ge=0, le=3_600_000)]

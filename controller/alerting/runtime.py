@@ -16,7 +16,7 @@ from controller.mqtt.publisher import CommandLink
 from controller.settings import ControllerSettings
 from controller.store.alerts import AlertStore, Notice
 from controller.store.reservations import ReservationStore
-from schemas import Message
+from schemas.ingest_codec import Ingested
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Alerting:
         self.service.stop()
         self.publisher.stop()
 
-    def observe(self, message: Message, now: float) -> None:
+    def observe(self, message: Ingested, now: float) -> None:
         """An ingested message (called on the ingest thread)."""
         self.service.observe(message, now)
 

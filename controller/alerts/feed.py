@@ -31,16 +31,17 @@ from schemas import (
     NoCause,
     StatusBirth,
     StatusDeath,
-    Telemetry,
 )
+from schemas.frames import CompartmentReadingFrame
+from schemas.ingest_codec import AnyTelemetry, Ingested
 
 AlertInput: TypeAlias = TelemetrySample | DoorEdge | DoorOutcome | KeypadLockout | Liveness | NodeInfo | BreakerState
 """Anything the monitor is fed with."""
 
 
-def inputs_of(message: Message, now: float, in_maintenance: Callable[[str], bool]) -> tuple[AlertInput, ...]:
+def inputs_of(message: Ingested | Message, now: float, in_maintenance: Callable[[str], bool]) -> tuple[AlertInput, ...]:
     """The alert inputs a message carries (none for messages the rules don't read)."""
-    if isinstance(message, Telemetry):
+    if isinstance(message, AnyTelemetry):
         return (telemetry_sample(message, now),)
     if isinstance(message, StatusBirth):
         info = NodeInfo(message.node_id, message.site, in_maintenance(message.node_id))
@@ -66,7 +67,7 @@ def _event_input(message: Message) -> DoorEdge | DoorOutcome | KeypadLockout | N
     return None
 
 
-def telemetry_sample(t: Telemetry, received_at: float, site_id: str | None = None) -> TelemetrySample:
+def telemetry_sample(t: AnyTelemetry, received_at: float, site_id: str | None = None) -> TelemetrySample:
     """The rules' view of one telemetry message."""
     b = t.battery
     return TelemetrySample(
@@ -92,7 +93,9 @@ building them anew was a third of an ingested message's CPU. Bounded: emptied wh
 _READINGS_MAX = 4096
 
 
-def _readings(compartments: list[schemas.CompartmentReading]) -> tuple[CompartmentReading, ...]:
+def _readings(
+    compartments: list[schemas.CompartmentReading] | list[CompartmentReadingFrame],
+) -> tuple[CompartmentReading, ...]:
     key = tuple([(c.id, c.door, c.lock) for c in compartments])
     readings = _READINGS.get(key)
     if readings is None:

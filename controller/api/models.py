@@ -9,6 +9,7 @@ from controller.commands.opens import Opened
 from controller.fleet.registry import NodeRecord, NodeState
 from controller.store.operators import Maintenance
 from schemas import CommandStatus, CompartmentInfo, DoorOutcome, ReservationStep, Telemetry
+from schemas.ingest_codec import as_model
 
 
 class MaintenanceView(BaseModel):
@@ -58,7 +59,7 @@ class NodeView(BaseModel):
             telemetry_interval_s=birth.telemetry_interval_s,
             compartments=list(birth.compartments),
             last_seen=datetime.fromtimestamp(record.last_seen).astimezone(),
-            telemetry=record.telemetry,
+            telemetry=None if record.telemetry is None else as_model(record.telemetry),
             maintenance=None if maintenance is None else MaintenanceView(**asdict(maintenance)),
         )
 

@@ -40,8 +40,9 @@ from controller.swapqueue import (
     WorkOrder,
     WorkOrderBook,
 )
-from schemas import Message, PowerSource, StatusDeath, Telemetry
+from schemas import PowerSource, StatusDeath
 from schemas.alert import AlertNotice as AlertMessage
+from schemas.ingest_codec import AnyTelemetry, Ingested
 
 log = logging.getLogger(__name__)
 
@@ -117,9 +118,9 @@ class FieldService:
 
     # -- feeding (other threads) ----------------------------------------------------------------------------------
 
-    def observe(self, message: Message, now: float) -> None:
+    def observe(self, message: Ingested, now: float) -> None:
         """Queue what an ingested message tells verification (called on the ingest thread: cheap)."""
-        if isinstance(message, Telemetry) and not message.replayed:
+        if isinstance(message, AnyTelemetry) and not message.replayed:
             battery = message.battery
             self._queue.put(
                 TelemetrySample(

@@ -11,7 +11,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Final
 
-from schemas import Status, StatusBirth, Telemetry
+from schemas import Status, StatusBirth
+from schemas.ingest_codec import AnyTelemetry
 
 STALE_FACTOR: Final = 1.5
 """A node silent for longer than this many telemetry intervals is stale."""
@@ -37,7 +38,7 @@ class NodeRecord:
     online: bool
     last_seen: float
     """Controller clock (seconds since the epoch) when anything was last heard from the node."""
-    telemetry: Telemetry | None = None
+    telemetry: AnyTelemetry | None = None
     """The latest telemetry sample by device time (kept in memory only)."""
 
     @property
@@ -65,7 +66,7 @@ class Fleet:
     def __init__(self, records: list[NodeRecord] | None = None) -> None:
         self._nodes: dict[str, NodeRecord] = {r.node_id: r for r in records or []}
         self._heard: dict[str, float] = {}
-        self._telemetry: dict[str, Telemetry] = {}
+        self._telemetry: dict[str, AnyTelemetry] = {}
         self._status_lock = threading.Lock()
 
     def apply_status(self, status: Status, now: float) -> NodeRecord | None:
@@ -99,7 +100,7 @@ class Fleet:
         nodes = dict(self._nodes)
         return {node_id: (r.boot_id, r.seq) for node_id, r in nodes.items()}
 
-    def seen(self, node_id: str, now: float, telemetry: Telemetry | None = None) -> None:
+    def seen(self, node_id: str, now: float, telemetry: AnyTelemetry | None = None) -> None:
         """Note that ``node_id`` was heard from at ``now`` (keeping its latest telemetry by device time).
 
         Kept for a node not born here yet too: telemetry and statuses come on separate MQTT sessions, so a node's

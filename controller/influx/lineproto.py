@@ -20,9 +20,9 @@ from schemas import (
     LockState,
     OtaEvent,
     PowerSource,
-    Telemetry,
 )
 from schemas.alert import AlertNotice
+from schemas.ingest_codec import AnyTelemetry
 
 _TAG_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
 
@@ -67,7 +67,7 @@ def node_tag(node_id: str) -> str:
     return escaped
 
 
-def telemetry_line(t: Telemetry) -> str:
+def telemetry_line(t: AnyTelemetry) -> str:
     """One ``telemetry`` point per sample; compartments are summarised as counts of open doors and unlocked locks.
 
     Per-compartment history comes from door events (one point per edge), which is what changes; repeating every

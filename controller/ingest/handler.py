@@ -32,15 +32,14 @@ from schemas import (
     DoorEvent,
     KeypadEvent,
     LedgerEvent,
-    Message,
     OtaEvent,
     PayloadError,
     RejectReason,
     StatusBirth,
     StatusDeath,
-    Telemetry,
-    decode_message,
 )
+from schemas.frames import TelemetryFrame
+from schemas.ingest_codec import Ingested, decode_ingested
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ NO_LINES: Final[list[str]] = []
 HANDLER_ERROR: Final = "handler_error"
 """Dead-letter reason of a valid message the controller failed to handle, again and again (a bug to report)."""
 
-NodeMessage = Telemetry | DoorEvent | LedgerEvent | KeypadEvent | OtaEvent | CommandResult
+NodeMessage = TelemetryFrame | DoorEvent | LedgerEvent | KeypadEvent | OtaEvent | CommandResult
 """What a node sends besides its status: deduplicated, stored, routed."""
 _STATUSES: Final = (StatusBirth, StatusDeath)
 
@@ -78,7 +77,7 @@ class Ingest:
         on_ledger: Callable[[LedgerEvent], None] = lambda _e: None,
         on_ota: Callable[[OtaEvent], None] = lambda _e: None,
         on_birth: Callable[[StatusBirth], None] = lambda _b: None,
-        observe: Callable[[Message, float], None] = lambda _m, _t: None,
+        observe: Callable[[Ingested, float], None] = lambda _m, _t: None,
         clock: Callable[[], float] = time.time,
         dead_letter_max_bytes: int = 4096,
     ) -> None:
@@ -106,7 +105,7 @@ class Ingest:
         """Validate and route one message; never raises for bad input (it becomes a dead letter)."""
         now = self._clock()
         try:
-            where, message = decode_message(topic, payload)
+            where, message = decode_ingested(topic, payload)
         except PayloadError as exc:
             return Handled([self._dead_letter(exc.reason.value, exc.detail, topic, payload, now)])
         channel = where.channel
@@ -133,7 +132,7 @@ class Ingest:
             counts[channel] = counts.get(channel, 0) + 1
             return Handled(NO_LINES, key)  # the key again: the node gets a receipt for its re-send
         self._observe(message, now)
-        if isinstance(message, Telemetry):
+        if isinstance(message, TelemetryFrame):
             self.fleet.seen(message.node_id, now, message)
             counts = self._ingested()
             counts[channel] = counts.get(channel, 0) + 1
@@ -163,7 +162,7 @@ class Ingest:
         """The dead letter of a message whose handling kept failing with ``error`` (a bug: its bytes are kept)."""
         line = self._dead_letter(HANDLER_ERROR, repr(error)[:500], topic, payload, self._clock())
         try:  # kept as a dead letter, it is done with: its key gets a delivery receipt
-            _, message = decode_message(topic, payload)
+            _, message = decode_ingested(topic, payload)
         except Exception:  # what failed may have been the decoding itself
             return Handled([line])
         key = MessageKey(message.node_id, message.boot_id, message.seq) if isinstance(message, NodeMessage) else None
