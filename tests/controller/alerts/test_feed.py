@@ -1,5 +1,8 @@
 """Contract messages become the alert rules' inputs: what each message tells the rules, and nothing for the rest."""
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from controller.alerts import (
     AlertMonitor,
     BreakerState,
@@ -12,7 +15,8 @@ from controller.alerts import (
     feed,
 )
 from controller.alerts.feed import apply, inputs_of, telemetry_sample
-from schemas import CompartmentReading, DoorState, LockState, NoCause
+from schemas import CompartmentReading, DoorState, LockState, NoCause, PowerSource, encode
+from schemas.ingest_codec import decode_telemetry
 from tests import samples
 
 T0 = samples.T0.timestamp()
@@ -75,3 +79,24 @@ def test_the_open_breaker_state_goes_to_the_fleet_alert() -> None:
     [note] = apply(monitor, BreakerState(tripped=True, detail="opens refused", until=T0 + 5), T0)
     assert (note.alert_id, note.transition.value) == ("open_breaker_tripped:*", "raised")
     assert [n.transition.value for n in apply(monitor, BreakerState(tripped=False), T0 + 1)] == ["resolved"]
+
+
+@given(
+    doors=st.lists(st.tuples(st.sampled_from(DoorState), st.sampled_from(LockState)), max_size=6),
+    source=st.sampled_from(PowerSource),
+    replayed=st.booleans(),
+)
+def test_an_ingested_frame_gives_the_rules_what_its_model_gives(
+    doors: list[tuple[DoorState, LockState]], source: PowerSource, replayed: bool
+) -> None:
+    """The ingest hands the rules msgspec frames; their view of one must be the model's view of the same message."""
+    model = samples.telemetry("n1").model_copy(
+        update={
+            "compartments": [CompartmentReading(id=f"C{i}", door=d, lock=lock) for i, (d, lock) in enumerate(doors)],
+            "battery": samples.telemetry().battery.model_copy(update={"power_source": source}),
+            "replayed": replayed,
+        }
+    )
+    frame = decode_telemetry(encode(model))
+    assert telemetry_sample(frame, 7.0, "site-1") == telemetry_sample(model, 7.0, "site-1")
+    assert inputs_of(frame, 7.0, lambda _n: False) == inputs_of(model, 7.0, lambda _n: False)
