@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -310,7 +310,7 @@ class FieldService:
             last = self._last.get(item.node_id)
             if last is None or item.at <= last.ts:
                 return []
-            self._last[item.node_id] = replace(last, ts=item.at, online=False)
+            self._last[item.node_id] = last._replace(ts=item.at, online=False)
             return self.book.observe(self._last[item.node_id])
         at = item.at.timestamp()
         if item.transition == "resolved":
