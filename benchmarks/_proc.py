@@ -14,6 +14,8 @@ class Usage:
     rss_mib: float
     peak_rss_mib: float
     cpu_s: float
+    system_s: float = 0.0
+    """Of ``cpu_s``, the time spent in the kernel on the process's behalf (sockets, futexes, page faults)."""
 
 
 def usage(pid: int) -> Usage:
@@ -25,4 +27,4 @@ def usage(pid: int) -> Usage:
     stat = Path(f"/proc/{pid}/stat").read_text()
     after_name = stat[stat.rindex(")") + 2 :].split()
     utime, stime = int(after_name[11]), int(after_name[12])
-    return Usage(rss_kib / 1024, hwm_kib / 1024, (utime + stime) / _TICKS)
+    return Usage(rss_kib / 1024, hwm_kib / 1024, (utime + stime) / _TICKS, stime / _TICKS)

@@ -377,6 +377,7 @@ def _backlog(
         spy = subprocess.Popen([*argv, "-o", str(args.py_spy), "--pid", str(controllers[0][0].pid)])
     ctrl, cpu_first = _drain_controllers(controllers, total)
     cpu = sum(usage(proc.pid).cpu_s for proc, _ in controllers)
+    kernel = sum(usage(proc.pid).system_s for proc, _ in controllers)
     if spy is not None:
         spy.send_signal(signal.SIGINT)
         spy.wait(30)
@@ -401,6 +402,7 @@ def _backlog(
     print(f"| messages ingested (handled) | {ctrl.count:,} (twice: {ctrl.count - total}) | | |")
     print(f"| telemetry points in InfluxDB | {stored:,} (lost {total - stored}) | | |")
     print(f"| controller CPU per message, incl. start-up (us) | {cpu / total * 1e6:.1f} | | |")
+    print(f"| of which in the kernel (us) | {kernel / total * 1e6:.1f} | | |")
     drained = ctrl.count - ctrl.first_count
     print(f"| controller CPU per message, drain only (us) | {(cpu - cpu_first) / drained * 1e6:.1f} | | |")
 
