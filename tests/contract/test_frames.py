@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import field_validator
 
-from schemas import Channel, PayloadError, Telemetry, decode, framegen
+from schemas import Channel, PayloadError, Telemetry, decode, encode, framegen
 from schemas.envelope import NodeEnvelope
 from schemas.framegen import FRAMES_FILE, FrameError, render
 from schemas.frames import TelemetryFrame
-from schemas.ingest_codec import decode_ingested, decode_telemetry
+from schemas.ingest_codec import as_model, decode_ingested, decode_telemetry
 from schemas.patterns import Pattern
 
 _FRAME = msgspec.json.Decoder(TelemetryFrame)
@@ -248,3 +248,9 @@ def test_a_pattern_ends_only_at_the_end_of_the_text_and_remembers_matches() -> N
         with pytest.raises(ValueError, match="does not match"):
             pattern.check(bad)
     assert pattern.matched == {"abc"}
+
+
+def test_a_frame_turns_back_into_its_model_for_answers_that_carry_the_model() -> None:
+    model = decode(Channel.TELEMETRY, json.dumps({**VALID, "ts": "2026-12-02T12:00:00.5+02:00"}).encode())
+    assert as_model(decode_telemetry(encode(model))) == model
+    assert as_model(model) is model
