@@ -1,6 +1,8 @@
 """The controller store's migrations on SQLite and on a real PostgreSQL: new stores, stores from before
 migrations existed, and the models never drifting from the revisions."""
 
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -88,3 +90,30 @@ def test_every_revision_downgrades(store_url: str) -> None:
         command.downgrade(config, "base")
         assert set(sa.inspect(connection).get_table_names()) == {"alembic_version"}
     store.close()
+
+
+def test_the_newest_revision_read_from_the_files_is_alembics() -> None:
+    assert migrations.head_revision() == HEAD
+
+
+def test_a_store_some_revisions_behind_is_upgraded_when_it_opens(store_url: str) -> None:
+    store = ReservationStore(store_url)
+    with store.engine.begin() as connection:
+        command.downgrade(migrations.alembic_config(connection), "0006")
+    store.close()
+
+    reopened = ReservationStore(store_url)
+    assert revision_of(reopened.engine) == HEAD
+    with reopened.engine.connect() as connection:
+        assert {"work_orders", "influx_spool"} <= set(sa.inspect(connection).get_table_names())
+    reopened.close()
+
+
+def test_a_store_at_the_newest_revision_opens_without_loading_alembic(store_url: str) -> None:
+    ReservationStore(store_url).close()
+    opens = (
+        "import sys; from controller.store.reservations import ReservationStore; "
+        f"ReservationStore({store_url!r}).close(); print(sorted(m for m in sys.modules if m.startswith('alembic')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", opens], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"
