@@ -6,14 +6,14 @@ from its start; a ``stops`` dimension whose per-vehicle capacity is ``max_stops`
 come first). Arc costs are haversine metres. A cheapest-insertion first solution is improved by guided local search
 for a time budget that grows with the day; the search stops on that budget, so on a busy machine a big day may
 come out slightly longer than on an idle one (small days reach their optimum well within it).
+
+The solver is imported at the first solve, not with this module: the controller imports it at start, and OR-Tools
+costs about a tenth of a second of CPU to load, which a controller that never plans a day (or not yet) need not pay.
 """
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from ortools.constraint_solver import pywrapcp, routing_enums_pb2
-from ortools.util import optional_boolean_pb2
 
 from controller.swapqueue.geo import haversine_km
 from controller.swapqueue.routes import RoutingError, Stop, Technician
@@ -58,6 +58,9 @@ def _solve(
     technicians: Sequence[Technician], stops: Sequence[Stop], strategy: str, budget_ms: int
 ) -> list[tuple[int, ...]] | None:
     """Visits found from one first-solution strategy within the budget, or None if it found nothing."""
+    from ortools.constraint_solver import pywrapcp, routing_enums_pb2  # noqa: PLC0415 - loaded at the first solve
+    from ortools.util import optional_boolean_pb2  # noqa: PLC0415
+
     vehicles, n = len(technicians), len(stops)
     points = [t.start for t in technicians] + [s.at for s in stops]
     metres = [[round(haversine_km(a, b) * 1000) for b in points] for a in points]
