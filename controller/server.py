@@ -31,7 +31,9 @@ def run_controller(settings: ControllerSettings) -> int:
     configure()
     server = build_server(settings)
     # What start-up built (modules, the app, the controller) lives as long as the process: out of the collector's
-    # way, so it does not walk it again and again while messages flow (about a tenth of the ingest CPU).
+    # way, so it does not walk it again and again while messages flow (about a tenth of the ingest CPU). `lockerfleet
+    # controller` turned the collector off for the start-up; it runs from here on.
     gc.freeze()
+    gc.enable()
     server.run()
     return 0 if server.started else 1
