@@ -81,7 +81,9 @@ class WebhookSender:
         self._poll_s = poll_s
         self._allow_private = allow_private
         self._complete = complete
-        self._http = httpx.Client(timeout=timeout_s, transport=transport, follow_redirects=False)
+        self._timeout_s, self._transport = timeout_s, transport
+        self._http: httpx.Client | None = None
+        """Made at the first delivery (its TLS context costs tens of ms of CPU; most controllers never send one)."""
         self._stop = threading.Event()
         self._rng = random.Random()
         self._outages = Outages(clock)
@@ -96,7 +98,8 @@ class WebhookSender:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(10)
-        self._http.close()
+        if self._http is not None:
+            self._http.close()
 
     def deliver_due(self) -> int:
         """Attempt every due delivery once; returns how many succeeded."""
@@ -116,7 +119,7 @@ class WebhookSender:
             }
             try:
                 check_webhook_url(url, allow_private=self._allow_private)  # DNS may have changed since registration
-                response = self._http.post(url, content=payload, headers=headers)
+                response = self._client().post(url, content=payload, headers=headers)
                 error = None if response.is_success else f"HTTP {response.status_code}"
             except WebhookTargetError as exc:
                 error = f"not sent: {exc}"
@@ -136,6 +139,11 @@ class WebhookSender:
             )
         self._outages.summarise()
         return delivered
+
+    def _client(self) -> httpx.Client:
+        if self._http is None:
+            self._http = httpx.Client(timeout=self._timeout_s, transport=self._transport, follow_redirects=False)
+        return self._http
 
     def _run(self) -> None:
         while not self._stop.wait(self._poll_s):
