@@ -251,11 +251,18 @@ class AlertService:
     def _feed(self, batch: list[tuple[AlertInput, ...]]) -> list[Notification]:
         notes: list[Notification] = []
         now = self._clock()
+        on_telemetry = self.monitor.on_telemetry
         for inputs in batch:
             for item in inputs:
-                if isinstance(item, NodeInfo):
+                if type(item) is TelemetrySample:  # nearly every input: straight to the monitor
+                    found = on_telemetry(item, now)
+                elif isinstance(item, NodeInfo):
                     self._sites[item.node_id] = item.site_id
-                notes += apply(self.monitor, item, now)
+                    found = apply(self.monitor, item, now)
+                else:
+                    found = apply(self.monitor, item, now)
+                if found:
+                    notes += found
         return notes
 
     def _tick(self) -> list[Notification]:

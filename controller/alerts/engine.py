@@ -11,13 +11,14 @@ Delivery is idempotent across restarts: the state is a dict of :class:`AlertReco
 Persist the state and the returned notifications in one transaction (outbox) and nothing is announced twice.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Set
 from typing import Any
 
 from controller.alerts.model import AlertRecord, AlertState, Notification, Observation, Silence, Transition
 
 STATE_VERSION = 1
 """Version of the :meth:`AlertEngine.dump` format."""
+_NONE_OPEN: frozenset[str] = frozenset()
 
 
 class AlertError(Exception):
@@ -42,8 +43,9 @@ class AlertEngine:
     def __init__(self, records: Iterable[AlertRecord] = (), silences: Iterable[Silence] = ()) -> None:
         self._records = {r.id: r for r in records}
         self._open: set[str] = set()
-        self._open_by_node: dict[str | None, int] = {}
-        """How many alerts are open per node id (None: site and fleet alerts), so a node with none skips clears."""
+        self._open_rules: dict[str | None, dict[str, int]] = {}
+        """How many alerts are open per node id (None: site and fleet alerts) and rule: a node's clear verdicts
+        are skipped for the rules with none open (for every rule when the node has none)."""
         for rec in self._records.values():
             if rec.open:
                 self._opened(rec)
@@ -67,25 +69,37 @@ class AlertEngine:
 
     def any_open(self, node_id: str) -> bool:
         """True when some alert of the node is pending or firing (none: its clear verdicts are all skipped)."""
-        return node_id in self._open_by_node
+        return node_id in self._open_rules
+
+    def open_rules(self, node_id: str | None) -> Set[str]:
+        """The rules with an alert of the node pending or firing (``None``: of any site or the fleet)."""
+        rules = self._open_rules.get(node_id)
+        return _NONE_OPEN if rules is None else rules.keys()
 
     def _opened(self, rec: AlertRecord) -> None:
         self._open.add(rec.id)
-        self._open_by_node[rec.node_id] = self._open_by_node.get(rec.node_id, 0) + 1
+        rules = self._open_rules.get(rec.node_id)
+        if rules is None:
+            rules = self._open_rules[rec.node_id] = {}
+        rules[rec.rule] = rules.get(rec.rule, 0) + 1
 
     def _closed(self, rec: AlertRecord) -> None:
         self._open.discard(rec.id)
-        left = self._open_by_node[rec.node_id] - 1
+        rules = self._open_rules[rec.node_id]
+        left = rules[rec.rule] - 1
         if left:
-            self._open_by_node[rec.node_id] = left
+            rules[rec.rule] = left
+        elif len(rules) > 1:
+            del rules[rec.rule]
         else:
-            del self._open_by_node[rec.node_id]
+            del self._open_rules[rec.node_id]
 
     def _raise(self, now: float, obs: Observation, out: list[Notification]) -> None:
-        rec = self._records.get(obs.id)
+        alert_id = obs.id
+        rec = self._records.get(alert_id)
         if rec is None or not rec.open:
             rec = AlertRecord(
-                id=obs.id,
+                id=alert_id,
                 rule=obs.rule,
                 node_id=obs.node_id,
                 compartment=obs.compartment,

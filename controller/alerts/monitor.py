@@ -17,6 +17,7 @@ from typing import Any
 from controller.alerts.engine import AlertEngine
 from controller.alerts.inputs import (
     BreakerState,
+    CompartmentReading,
     DoorEdge,
     DoorOutcome,
     KeypadLockout,
@@ -25,7 +26,7 @@ from controller.alerts.inputs import (
     TelemetrySample,
 )
 from controller.alerts.model import Notification, RuleName, Silence, alert_id
-from controller.alerts.params import RuleSet
+from controller.alerts.params import MechanicalParams, RuleSet
 from controller.alerts.rules import battery, mechanical, operations, security, thermal
 from controller.alerts.rules.base import Emitter
 from controller.alerts.rules.battery import BatteryState
@@ -51,6 +52,12 @@ class NodeState:
     battery: BatteryState = field(default_factory=BatteryState)
     security: SecurityState = field(default_factory=SecurityState)
     compartments: dict[str, CompartmentState] = field(default_factory=dict)
+    readings: tuple[CompartmentReading, ...] | None = None
+    """The compartment readings last recorded (each compartment once), while no door edge came since: recording
+    them again changes nothing."""
+    calm: MechanicalParams | None = None
+    """Set when every compartment was :func:`~controller.alerts.rules.mechanical.quiet` under these parameters at
+    the last evaluation and no door input or changed reading came since: they still are."""
 
     def compartment(self, compartment: str) -> CompartmentState:
         """The compartment's state, created on first use."""
@@ -98,8 +105,13 @@ class AlertMonitor:
         """A telemetry sample arrived."""
         node = self._ingest(sample, now)
         operations.record_sample(node.ops, sample, now)
-        for reading in sample.compartments:
-            mechanical.record_reading(node.compartment(reading.compartment), reading, now)
+        readings = sample.compartments
+        if readings != node.readings:  # a node sends the same readings sample after sample: they change nothing
+            compartment, record = node.compartment, mechanical.record_reading
+            for reading in readings:
+                record(compartment(reading.compartment), reading, now)
+            once = len({r.compartment for r in readings}) == len(readings)  # a compartment read twice is not
+            node.readings, node.calm = readings if once else None, None
         return self._evaluate(node, now)
 
     def warm(self, sample: TelemetrySample) -> None:
@@ -109,6 +121,7 @@ class AlertMonitor:
     def on_door_edge(self, edge: DoorEdge, now: float) -> list[Notification]:
         """A door event arrived."""
         node = self._seen(edge.node_id, now)
+        node.readings = node.calm = None
         mechanical.record_edge(node.compartment(edge.compartment), edge, now)
         security.record_edge(node.security, edge, now)
         return self._evaluate(node, now)
@@ -116,6 +129,7 @@ class AlertMonitor:
     def on_door_outcome(self, outcome: DoorOutcome, now: float) -> list[Notification]:
         """A door command's result arrived."""
         node = self._seen(outcome.node_id, now)
+        node.calm = None
         params = self.rules.for_site(node.site_id).mechanical
         mechanical.record_outcome(node.compartment(outcome.compartment), outcome, now, params)
         return self._evaluate(node, now)
@@ -179,18 +193,30 @@ class AlertMonitor:
             is_offline = operations.offline(node.ops, rules.operations, now)
         hold_offline = node.site_id in self._sites_down or (is_offline and not timer)
         quiet = self._quiet_for(rules, node, is_offline, hold_offline)
-        is_open = self.engine.is_open if self.engine.any_open(node.node_id) else None
-        emit = Emitter(is_open, node.node_id, node.site_id, quiet)
+        engine = self.engine
+        emit = Emitter(engine.is_open, node.node_id, node.site_id, quiet, engine.open_rules(node.node_id))
         operations.evaluate(node.ops, rules.operations, now, emit, is_offline)
         if not is_offline:
             battery.evaluate(node.battery, rules.battery, now, emit)
             thermal.evaluate(node.thermal, rules.thermal, now, emit, self._peers.get(node.site_id or ""))
             security.evaluate(node.security, rules.security, now, emit)
-            for compartment, state in node.compartments.items():
-                if is_open is None and mechanical.quiet(state, rules.mechanical):
-                    continue  # nothing to raise, and no open alert to clear
-                mechanical.evaluate(compartment, state, rules.mechanical, now, emit)
-        return self.engine.apply(now, emit.observations) if emit.observations else []
+            self._evaluate_compartments(node, rules.mechanical, now, emit)
+        return engine.apply(now, emit.observations) if emit.observations else []
+
+    @staticmethod
+    def _evaluate_compartments(node: NodeState, p: MechanicalParams, now: float, emit: Emitter) -> None:
+        """Skips the quiet compartments (nothing to raise) unless a clear of theirs may be kept."""
+        clearing = emit.may_clear(mechanical.QUIET_CLEARS)
+        if node.calm is p and not clearing:
+            return
+        calm = True
+        for compartment, state in node.compartments.items():
+            if not mechanical.quiet(state, p):
+                calm = False
+            elif not clearing:
+                continue
+            mechanical.evaluate(compartment, state, p, now, emit)
+        node.calm = p if calm else None
 
     def _evaluate_fleet(self, now: float) -> list[Notification]:
         rules = self.rules.defaults

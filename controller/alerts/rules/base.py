@@ -1,8 +1,12 @@
 """What every rule writes to: an emitter of verdicts for one node (or site), honouring suppression."""
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
-from controller.alerts.model import Detail, Observation, Severity, alert_id
+from controller.alerts.model import Detail, Observation, RuleName, Severity, alert_id
+
+_EVERY_RULE: frozenset[str] = frozenset(RuleName)
+_NO_RULE: frozenset[str] = frozenset()
 
 
 class Emitter:
@@ -10,10 +14,11 @@ class Emitter:
 
     Rules in ``quiet`` (suppressed or disabled) say nothing, so their alerts keep their state. A clear verdict is
     only kept for an alert the engine has open: closed alerts need no news, which keeps ticks cheap. ``is_open``
-    None says none is open (every clear is skipped without building its alert id).
+    None says none is open; ``open_rules``, when given, holds every rule with an alert open here. A clear of any
+    other rule is skipped without building its alert id.
     """
 
-    __slots__ = ("_is_open", "_quiet", "node_id", "observations", "site_id")
+    __slots__ = ("_clearable", "_is_open", "_quiet", "node_id", "observations", "site_id")
 
     def __init__(
         self,
@@ -21,10 +26,16 @@ class Emitter:
         node_id: str | None,
         site_id: str | None,
         quiet: frozenset[str] = frozenset(),
+        open_rules: AbstractSet[str] = _EVERY_RULE,
     ) -> None:
         self._is_open, self._quiet = is_open, quiet
+        self._clearable = open_rules - quiet if is_open is not None and open_rules else _NO_RULE
         self.node_id, self.site_id = node_id, site_id
         self.observations: list[Observation] = []
+
+    def may_clear(self, rules: AbstractSet[str]) -> bool:
+        """False when a clear of none of ``rules`` can be kept (none has an alert open here, or all are quiet)."""
+        return not self._clearable.isdisjoint(rules)
 
     def wants(self, rule: str) -> bool:
         """False when the rule is quiet for this node: skip computing it."""
@@ -65,9 +76,10 @@ class Emitter:
 
     def clear(self, rule: str, compartment: str | None = None) -> None:
         """The clear condition holds."""
-        is_open = self._is_open
-        if is_open is None or rule in self._quiet:
+        if rule not in self._clearable:
             return
+        is_open = self._is_open
+        assert is_open is not None  # nothing is clearable without it
         if not is_open(alert_id(rule, self.node_id, compartment, self.site_id)):
             return
         self.observations.append(Observation(rule, False, self.node_id, compartment, self.site_id))

@@ -85,6 +85,15 @@ def _fit(state: BatteryState, p: BatteryParams) -> None:
 
 def forecast(node_id: str, state: BatteryState, p: BatteryParams, now: float) -> BatteryForecast | None:
     """The node's time to empty at ``now``, or ``None`` when there is no forecast (charging, too little data)."""
+    outlook = _outlook(state, p, now)
+    if outlook is None or state.soc is None:
+        return None
+    slope_h, hours = outlook
+    return BatteryForecast(node_id, state.soc, slope_h, hours, len(state.points), state.fitted_at)
+
+
+def _outlook(state: BatteryState, p: BatteryParams, now: float) -> tuple[float, float | None] | None:
+    """The forecast's slope (%/h) and hours to empty (``None``: not discharging), or ``None``: no forecast."""
     if state.stale_fit:
         _fit(state, p)
     if state.slope_per_s is None or state.soc is None or state.charging or state.on_shore:
@@ -93,7 +102,7 @@ def forecast(node_id: str, state: BatteryState, p: BatteryParams, now: float) ->
     hours = None
     if slope_h < 0:
         hours = max(0.0, (state.fitted_soc - p.empty_pct) / -slope_h - max(0.0, now - state.fitted_at) / _H)
-    return BatteryForecast(node_id, state.soc, slope_h, hours, len(state.points), state.fitted_at)
+    return slope_h, hours
 
 
 def evaluate(state: BatteryState, p: BatteryParams, now: float, emit: Emitter) -> None:
@@ -119,32 +128,27 @@ def _swap(state: BatteryState, p: BatteryParams, now: float, emit: Emitter) -> N
     if state.charging or state.on_shore:
         emit.clear(RuleName.BATTERY_SWAP)
         return
-    node_id = emit.node_id or ""
-    fc = forecast(node_id, state, p, now)
-    hours = fc.hours_to_empty if fc else None
-    details: dict[str, Detail] = {
-        "soc_pct": soc,
-        "hours_to_empty": hours,
-        "slope_pct_per_h": fc.slope_pct_per_h if fc else None,
-    }
-
-    def swap(severity: Severity, summary: str) -> None:
-        emit.raise_(
-            RuleName.BATTERY_SWAP,
-            severity,
-            summary,
-            for_s=p.swap_for_s,
-            keep_firing_for_s=p.swap_keep_firing_for_s,
-            value=hours,
-            details=details,
-        )
-
+    outlook = _outlook(state, p, now)
+    slope_h, hours = (None, None) if outlook is None else outlook
     if soc <= p.floor_pct:
-        swap(Severity.CRITICAL, f"charge {soc:.0f}% at or below the {p.floor_pct:.0f}% floor")
+        severity, summary = Severity.CRITICAL, f"charge {soc:.0f}% at or below the {p.floor_pct:.0f}% floor"
     elif hours is not None and hours <= p.horizon_h:
         severity = Severity.CRITICAL if hours <= p.critical_h else Severity.WARNING
-        swap(severity, f"empty in {hours:.1f} h at {soc:.0f}% (swap within {p.horizon_h:.0f} h)")
-    elif soc >= p.floor_clear_pct and (
-        (fc is not None and (hours is None or hours >= p.clear_horizon_h)) or (fc is None and state.known_good)
-    ):
-        emit.clear(RuleName.BATTERY_SWAP)
+        summary = f"empty in {hours:.1f} h at {soc:.0f}% (swap within {p.horizon_h:.0f} h)"
+    else:
+        if soc >= p.floor_clear_pct and (
+            (outlook is not None and (hours is None or hours >= p.clear_horizon_h))
+            or (outlook is None and state.known_good)
+        ):
+            emit.clear(RuleName.BATTERY_SWAP)
+        return
+    details: dict[str, Detail] = {"soc_pct": soc, "hours_to_empty": hours, "slope_pct_per_h": slope_h}
+    emit.raise_(
+        RuleName.BATTERY_SWAP,
+        severity,
+        summary,
+        for_s=p.swap_for_s,
+        keep_firing_for_s=p.swap_keep_firing_for_s,
+        value=hours,
+        details=details,
+    )

@@ -77,10 +77,15 @@ def record_reading(state: CompartmentState, reading: CompartmentReading, now: fl
         state.unlocked_since = now
 
 
+QUIET_CLEARS = frozenset({RuleName.COMPARTMENT_JAMMED, RuleName.DOOR_HELD_OPEN, RuleName.LOCK_FAULT})
+"""The only verdicts :func:`evaluate` gives on a :func:`quiet` compartment: clears of these."""
+
+
 def quiet(state: CompartmentState, p: MechanicalParams) -> bool:
     """True when :func:`evaluate` can raise nothing here: no jam in the window, door closed, locked, no lock fault,
-    too few switch latencies to compare. With none of its node's alerts open (no clear to say either), the monitor
-    skips such a compartment: most of them, most of the time, at a telemetry sample per node every few seconds."""
+    too few switch latencies to compare. With none of its node's :data:`QUIET_CLEARS` open (no clear to say
+    either), the monitor skips such a compartment: most of them, most of the time, at a telemetry sample per node
+    every few seconds."""
     return (
         not state.jams
         and state.open_since is None

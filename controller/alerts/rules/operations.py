@@ -74,27 +74,25 @@ def evaluate(state: OperationsState, p: OperationsParams, now: float, emit: Emit
         emit.raise_(RuleName.NODE_STALE, Severity.WARNING, summary, for_s=p.stale_for_s, value=age)
     else:
         emit.clear(RuleName.NODE_STALE)
-    _outbox(state, p, now, emit)
-    _skew(state, p, emit)
+    if state.outbox_last_increase is not None:
+        _outbox(state, state.outbox_last_increase, p, now, emit)
+    if state.skew_s is not None:
+        _skew(state.skew_s, p, emit)
 
 
-def _outbox(state: OperationsState, p: OperationsParams, now: float, emit: Emitter) -> None:
-    last = state.outbox_last_increase
-    if last is not None and now - last < p.outbox_quiet_s:
+def _outbox(state: OperationsState, last: float, p: OperationsParams, now: float, emit: Emitter) -> None:
+    if now - last < p.outbox_quiet_s:
         summary = f"outbox full: {state.outbox_total} telemetry samples dropped since boot"
         raised = emit.raise_(
             RuleName.OUTBOX_DROPPING, Severity.WARNING, summary, value=state.outbox_total, occurrences=state.new_drops
         )
         if raised:
             state.new_drops = 0
-    elif last is not None:
+    else:
         emit.clear(RuleName.OUTBOX_DROPPING)
 
 
-def _skew(state: OperationsState, p: OperationsParams, emit: Emitter) -> None:
-    skew = state.skew_s
-    if skew is None:
-        return
+def _skew(skew: float, p: OperationsParams, emit: Emitter) -> None:
     if abs(skew) >= p.skew_raise_s:
         summary = f"device clock {'behind' if skew > 0 else 'ahead'} by {abs(skew):.0f} s"
         emit.raise_(RuleName.CLOCK_SKEW, Severity.WARNING, summary, for_s=p.skew_for_s, value=skew)

@@ -40,7 +40,7 @@ def record_lockout(state: SecurityState, lockout: KeypadLockout) -> None:
 
 def evaluate(state: SecurityState, p: SecurityParams, now: float, emit: Emitter) -> None:
     """Uncommanded-open and keypad verdicts for one node."""
-    for compartment, at in list(state.uncommanded_at.items()):
+    for compartment, at in list(state.uncommanded_at.items()) if state.uncommanded_at else ():
         if now - at < p.uncommanded_quiet_s:
             new = state.new_uncommanded.get(compartment, 0)
             summary = f"door of {compartment} opened with no command and no code"

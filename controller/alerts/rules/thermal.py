@@ -81,26 +81,28 @@ def evaluate(state: ThermalState, p: ThermalParams, now: float, emit: Emitter, p
     temp = state.temp
     if temp is None:
         return
-    details: dict[str, Detail] = {"temp_c": temp}
     if temp < p.min_c or temp > p.max_c:
         summary = f"enclosure at {temp:.1f} °C, outside {p.min_c:g}…{p.max_c:g} °C"
         emit.raise_(RuleName.TEMP_OUT_OF_BAND, p.band_severity, summary, for_s=p.band_for_s, value=temp)
     elif p.min_c + p.band_clear_margin_c <= temp <= p.max_c - p.band_clear_margin_c:
         emit.clear(RuleName.TEMP_OUT_OF_BAND)
     z = state.baseline_z
-    if z is not None and abs(z) >= p.ewma_raise_z:
-        summary = f"enclosure at {temp:.1f} °C, {z:+.1f} sd from its baseline {state.baseline.mean:.1f} °C"
-        emit.raise_(
-            RuleName.TEMP_BASELINE_DRIFT, Severity.WARNING, summary, for_s=p.ewma_for_s, value=z, details=details
-        )
-    elif z is not None and abs(z) <= p.ewma_clear_z:
-        emit.clear(RuleName.TEMP_BASELINE_DRIFT)
-    fresh = now - state.received_at <= p.peer_max_age_s
-    if peers is not None and peers.nodes >= p.peer_min_nodes and fresh:
+    if z is not None:
+        if abs(z) >= p.ewma_raise_z:
+            summary = f"enclosure at {temp:.1f} °C, {z:+.1f} sd from its baseline {state.baseline.mean:.1f} °C"
+            details: dict[str, Detail] = {"temp_c": temp}
+            emit.raise_(
+                RuleName.TEMP_BASELINE_DRIFT, Severity.WARNING, summary, for_s=p.ewma_for_s, value=z, details=details
+            )
+        elif abs(z) <= p.ewma_clear_z:
+            emit.clear(RuleName.TEMP_BASELINE_DRIFT)
+    if peers is not None and peers.nodes >= p.peer_min_nodes and now - state.received_at <= p.peer_max_age_s:
         _peers(temp, peers, p, emit)
-    score = state.cusum.score
+    cusum = state.cusum
+    score = max(cusum.high, cusum.low)  # cusum.score without the property call
     if score >= p.cusum_raise:
         summary = f"enclosure drifting from its site's peers (CUSUM {score:.0f})"
+        details = {"temp_c": temp}
         emit.raise_(
             RuleName.TEMP_SLOW_DRIFT, Severity.WARNING, summary, for_s=p.cusum_for_s, value=score, details=details
         )

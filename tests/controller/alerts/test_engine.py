@@ -2,7 +2,7 @@
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given
@@ -223,14 +223,32 @@ def test_noise_narrower_than_the_hysteresis_band_never_flaps(centre: float, nois
     assert transitions in ([], [Transition.RAISED])
 
 
-@given(st.lists(st.tuples(st.sampled_from(["n1", "n2"]), st.booleans(), st.integers(0, 2)), max_size=40))
-def test_any_open_tells_whether_a_node_has_an_open_alert(steps: list[tuple[str, bool, int]]) -> None:
-    """The per-node count behind ``any_open`` (which lets a node with none skip its clears) follows every change."""
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["n1", "n2"]),
+            st.sampled_from(["temp_high", "lock_fault"]),
+            st.booleans(),
+            st.integers(0, 2),
+        ),
+        max_size=40,
+    )
+)
+def test_any_open_and_open_rules_follow_every_change(steps: list[tuple[str, str, bool, int]]) -> None:
+    """The per-node and per-rule counts behind ``any_open`` and ``open_rules`` (which let a node skip the clears of
+    rules with nothing open) follow every change, and a restart rebuilds them."""
     engine = AlertEngine()
-    for t, (node, raising, hold) in enumerate(steps):
-        engine.apply(float(t), [up(node, for_s=hold, keep=hold) if raising else down(node)])
+
+    def expected(n: str) -> set[str]:
+        return {r.rule for r in engine.records() if r.node_id == n and r.open}
+
+    for t, (node, rule, raising, hold) in enumerate(steps):
+        obs = replace(up(node, for_s=hold, keep=hold), rule=rule) if raising else replace(down(node), rule=rule)
+        engine.apply(float(t), [obs])
         for n in ("n1", "n2"):
-            assert engine.any_open(n) == any(r.open for r in engine.records() if r.node_id == n)
+            assert engine.any_open(n) == bool(expected(n))
+            assert set(engine.open_rules(n)) == expected(n)
     restarted = AlertEngine(engine.records())
     for n in ("n1", "n2"):
         assert restarted.any_open(n) == engine.any_open(n)
+        assert set(restarted.open_rules(n)) == set(engine.open_rules(n))
