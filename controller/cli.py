@@ -35,12 +35,15 @@ if TYPE_CHECKING:
 def _run_controller(settings: BaseSettings) -> int:
     # Start-up (importing the server, building the app and the controller) makes objects that live as long as the
     # process, and next to no garbage: the cyclic collector stays off until run_controller freezes them, instead of
-    # walking the growing heap again and again (about a tenth of the start-up CPU).
+    # walking the growing heap again and again (about a tenth of the start-up CPU). On if start-up fails, too.
     gc.disable()
-    from controller.server import run_controller  # noqa: PLC0415 - agents never load the controller
+    try:
+        from controller.server import run_controller  # noqa: PLC0415 - agents never load the controller
 
-    assert isinstance(settings, ControllerSettings)
-    return run_controller(settings)
+        assert isinstance(settings, ControllerSettings)
+        return run_controller(settings)
+    finally:
+        gc.enable()
 
 
 def _missing_store(url: str) -> str | None:
