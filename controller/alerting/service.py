@@ -35,7 +35,7 @@ from controller.alerts import (
 from controller.alerts.engine import STATE_VERSION
 from controller.alerts.feed import AlertInput, apply, inputs_of
 from controller.store.alerts import AlertStore, Notice, StateChanges
-from schemas import Message
+from schemas.ingest_codec import Ingested
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class AlertService:
         if self._thread.is_alive():
             self._thread.join(30)
 
-    def observe(self, message: Message, now: float) -> None:
+    def observe(self, message: Ingested, now: float) -> None:
         """Queue what an ingested message tells the rules (called on the ingest thread: cheap)."""
         inputs = inputs_of(message, now, self._in_maintenance)
         if inputs:
