@@ -126,7 +126,11 @@ def spawn_controllers(
             LOCKERFLEET_HTTP_PORT=str(port),
             LOCKERFLEET_STORE_PATH=str(store_path),
             LOCKERFLEET_CLIENT_ID=f"bench-controller-{c}",
+            # Compiled bytecode kept between starts, as an installed package (and the image) has it: a checkout
+            # run with PYTHONDONTWRITEBYTECODE would compile the project's sources at every start.
+            PYTHONPYCACHEPREFIX=str(Path(tmp, "pycache")),
         )
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env |= {f"LOCKERFLEET_{name.upper()}": value for name, value in settings.items()}
         if count > 1:
             env["LOCKERFLEET_SHARE_GROUP"] = "bench"

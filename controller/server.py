@@ -34,6 +34,11 @@ def run_controller(settings: ControllerSettings) -> int:
     # way, so it does not walk it again and again while messages flow (about a tenth of the ingest CPU). `lockerfleet
     # controller` turned the collector off for the start-up; it runs from here on.
     gc.freeze()
+    # Each ingested message makes a few short-lived containers (its frame, key, alert sample): with the default
+    # threshold (700) the young generation was collected every ~200 messages and the survivors of a batch waiting
+    # for InfluxDB walked again in the older ones; 50,000 cut ~6 % of the CPU per message of a backlog drain
+    # (BENCHMARKS.md, issue 15). Reference counting still frees everything that is not in a cycle at once.
+    gc.set_threshold(50_000, 20, 100)
     gc.enable()
     server.run()
     return 0 if server.started else 1
