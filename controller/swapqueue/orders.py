@@ -249,7 +249,9 @@ class WorkOrderBook:
         ]
 
     def _node_orders(self, node_id: str) -> list[WorkOrder]:
-        kinds = self._open.get(node_id, {})
+        kinds = self._open.get(node_id)
+        if not kinds:  # nearly every node, for every telemetry sample
+            return []
         return [self._orders[kinds[k]] for k in sorted(kinds)]
 
     # --- bookkeeping --------------------------------------------------------------------------------------------
