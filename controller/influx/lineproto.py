@@ -239,14 +239,16 @@ def alert_open_line(severity: str, pending: int, firing: int, when_ns: int) -> s
 def work_order_line(e: Event) -> str:
     """One ``work_order`` point per change of a technician's work order (the swap queue writes one per event).
 
-    Tags: node, site, kind (``battery_swap``, ``pack_replacement``, ``field_repair``), event (``created``,
-    ``assigned``, ``arrived``, ``done``, ``verified``, ``cancelled``, ...), severity and, once cancelled, cancel_reason.
+    Tags: node, site (when the node has one), kind (``battery_swap``, ``pack_replacement``, ``field_repair``),
+    event (``created``, ``assigned``, ``arrived``, ``done``, ``verified``, ``cancelled``, ...), severity and, once
+    cancelled, cancel_reason.
     Fields: order_id, alert_ids (comma-separated), created_at_s (the first alert, epoch seconds), duration_s (from
     the first alert to this event: on a swap's ``verified``, its time to swap) and, where set, technician and
     evidence. Stamped with the event's time.
     """
     o = e.order
-    tags = f"node={tag(o.node_id)},site={tag(o.site_id)},kind={o.kind.value},event={e.kind.value}"
+    site = f",site={tag(o.site_id)}" if o.site_id else ""  # InfluxDB refuses an empty tag value: no site, no tag
+    tags = f"node={tag(o.node_id)}{site},kind={o.kind.value},event={e.kind.value}"
     tags += f",severity={o.severity.value}"
     if o.cancel_reason is not None:
         tags += f",cancel_reason={o.cancel_reason.value}"

@@ -213,3 +213,12 @@ def test_a_computation_still_running_is_not_started_again(store: ReservationStor
     started[0]()
     kpis.snapshot()
     assert len(started) == 2 and kpis.latest is not None
+
+
+def test_a_work_order_of_a_node_without_a_site_has_no_site_tag() -> None:
+    """InfluxDB refuses a point with an empty tag value (``site=``): the order's history would be lost."""
+    book = WorkOrderBook()
+    [created] = book.on_alert(AlertNotice("lock_fault:n1:B1", "lock_fault", "n1", "", Severity.WARNING, None, 10))
+    line = work_order_line(created)
+    assert line.startswith("work_order,node=n1,kind=field_repair,event=created,severity=warning ")
+    assert "site=" not in line
