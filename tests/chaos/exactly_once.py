@@ -102,15 +102,27 @@ def tally(generated: list[Key], stored: list[Key]) -> Tally:
     )
 
 
-def quiesce(fleet: SimFleet, timeout_s: float = 30.0) -> None:
-    """Stop every agent's telemetry and wait until each outbox handed everything to the broker."""
+def pause_telemetry(fleet: SimFleet, timeout_s: float = 10.0) -> None:
+    """Stop every agent's telemetry; returns once the fleet's loop has done it, so no sample comes after.
+
+    Only scheduling the pause left a window: outboxes all empty for a moment, the test's snapshot taken, then one
+    more sample generated and stored (seen as ``unknown=1`` once the controller drained fast enough to empty them).
+    """
     assert fleet.loop is not None
+    paused = threading.Event()
 
     def pause() -> None:
         for agent in fleet.agents:
             agent.telemetry_paused = True
+        paused.set()
 
     fleet.loop.call_soon_threadsafe(pause)
+    assert paused.wait(timeout_s), "the fleet's loop did not run the pause"
+
+
+def quiesce(fleet: SimFleet, timeout_s: float = 30.0) -> None:
+    """Stop every agent's telemetry and wait until each outbox handed everything to the broker."""
+    pause_telemetry(fleet)
     emptied = wait_until(lambda: all(len(agent.outbox) == 0 for agent in fleet.agents), timeout_s, 0.1)
     assert emptied, {a.node_id: len(a.outbox) for a in fleet.agents if len(a.outbox)}
 

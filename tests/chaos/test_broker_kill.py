@@ -23,7 +23,15 @@ import yaml
 from controller.devstack.services import Mosquitto
 from node_agent.settings import SimSettings
 from node_agent.sim.fleet import SimFleet, background_fleet
-from tests.chaos.exactly_once import ControllerProcess, Generated, Tally, controller_env, stored_telemetry, tally
+from tests.chaos.exactly_once import (
+    ControllerProcess,
+    Generated,
+    Tally,
+    controller_env,
+    pause_telemetry,
+    stored_telemetry,
+    tally,
+)
 from tests.harness.influx import InfluxClient
 from tests.harness.mqtt import wait_until
 
@@ -62,12 +70,6 @@ def broker(workdir: Path) -> Mosquitto:
         ]
     )
     return Mosquitto(workdir, port_probe.port, config=config)
-
-
-def pause(fleet: SimFleet) -> None:
-    """Stop every locker's telemetry (on the fleet's loop)."""
-    for agent in fleet.agents:
-        agent.telemetry_paused = True
 
 
 def settled(fleet: SimFleet) -> bool:
@@ -117,7 +119,7 @@ def run(tmp_path: Path, influx: InfluxClient, monkeypatch: pytest.MonkeyPatch, r
             assert wait_until(lambda: len(generated) >= resumed_at + 200, 30, 0.1)
 
             assert fleet.loop is not None
-            fleet.loop.call_soon_threadsafe(pause, fleet)
+            pause_telemetry(fleet)
             expected_at_least = len(generated)
             if receipt_s != "0":
                 assert wait_until(lambda: settled(fleet), 30, 0.1), {
