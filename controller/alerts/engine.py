@@ -67,10 +67,6 @@ class AlertEngine:
         """True when the alert is pending or firing (rules skip clear verdicts for closed alerts)."""
         return alert_id in self._open
 
-    def any_open(self, node_id: str) -> bool:
-        """True when some alert of the node is pending or firing (none: its clear verdicts are all skipped)."""
-        return node_id in self._open_rules
-
     def open_rules(self, node_id: str | None) -> Set[str]:
         """The rules with an alert of the node pending or firing (``None``: of any site or the fleet)."""
         rules = self._open_rules.get(node_id)
