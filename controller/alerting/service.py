@@ -256,10 +256,9 @@ class AlertService:
             for item in inputs:
                 if type(item) is TelemetrySample:  # nearly every input: straight to the monitor
                     found = on_telemetry(item, now)
-                elif isinstance(item, NodeInfo):
-                    self._sites[item.node_id] = item.site_id
-                    found = apply(self.monitor, item, now)
                 else:
+                    if isinstance(item, NodeInfo):
+                        self._sites[item.node_id] = item.site_id
                     found = apply(self.monitor, item, now)
                 if found:
                     notes += found
