@@ -66,13 +66,18 @@ def decode(channel: Channel, payload: bytes) -> Message:
 
 def decode_message(topic: str, payload: bytes) -> tuple[NodeTopic, Message]:
     """Parse the topic, decode the payload and check the payload's node is the topic's node."""
-    try:
-        where = parse_topic(topic)
-    except TopicError as exc:
-        raise PayloadError(RejectReason.UNKNOWN_TOPIC, str(exc)) from exc
+    where = node_topic(topic)
     message = decode(where.channel, payload)
     check_node(where, message.node_id)
     return where, message
+
+
+def node_topic(topic: str) -> NodeTopic:
+    """The node and channel of a received message's topic; raise :class:`PayloadError` (``unknown_topic``)."""
+    try:
+        return parse_topic(topic)
+    except TopicError as exc:
+        raise PayloadError(RejectReason.UNKNOWN_TOPIC, str(exc)) from exc
 
 
 def check_node(where: NodeTopic, node_id: str) -> None:

@@ -11,11 +11,10 @@ from typing import Final
 
 import msgspec
 
-from schemas.codec import MAX_PAYLOAD_BYTES, Message, check_node, decode, encode
-from schemas.errors import PayloadError, RejectReason, TopicError
+from schemas.codec import MAX_PAYLOAD_BYTES, Message, check_node, decode, encode, node_topic
 from schemas.frames import TelemetryFrame
 from schemas.telemetry import Telemetry
-from schemas.topics import Channel, NodeTopic, parse_topic
+from schemas.topics import Channel, NodeTopic
 
 Ingested = TelemetryFrame | Message
 """A decoded node message as the ingest sees it."""
@@ -31,10 +30,9 @@ payload (and any with a ``\\`` escape, which could spell one) is decoded by the 
 
 
 def decode_telemetry(payload: bytes) -> TelemetryFrame:
-    """Validate ``payload`` as telemetry; raise :class:`PayloadError` with the model's reason."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return _frame_of(decode(Channel.TELEMETRY, payload))  # raises: oversized
-    if b"\\" not in payload and _MODEL_DECIDES.search(payload) is None:
+    """Validate ``payload`` as telemetry; raise :class:`~schemas.errors.PayloadError` with the model's reason (an
+    oversized payload goes straight to the model, which refuses it unread)."""
+    if len(payload) <= MAX_PAYLOAD_BYTES and b"\\" not in payload and _MODEL_DECIDES.search(payload) is None:
         try:
             return _TELEMETRY.decode(payload)
         except msgspec.DecodeError:
@@ -55,10 +53,7 @@ def as_model(telemetry: AnyTelemetry) -> Telemetry:
 
 def decode_ingested(topic: str, payload: bytes) -> tuple[NodeTopic, Ingested]:
     """Parse the topic, decode the payload (telemetry as a frame) and check the payload's node is the topic's."""
-    try:
-        where = parse_topic(topic)
-    except TopicError as exc:
-        raise PayloadError(RejectReason.UNKNOWN_TOPIC, str(exc)) from exc
+    where = node_topic(topic)
     message: Ingested = (
         decode_telemetry(payload) if where.channel is Channel.TELEMETRY else decode(where.channel, payload)
     )
