@@ -206,10 +206,9 @@ def _check_model(model: type[BaseModel]) -> None:
     unknown = set(decorators.field_validators) - _KNOWN_FIELD_VALIDATORS
     if unknown or decorators.model_validators or decorators.root_validators:
         raise FrameError(f"{model.__name__}: validators {sorted(unknown)} are not translated")
-    for name in decorators.field_validators:
-        info = model.model_fields["schema_version"]
-        if name == "_known_version" and get_origin(info.annotation) is not Literal:
-            raise FrameError(f"{model.__name__}: the version check needs a Literal schema_version")
+    versioned = "_known_version" in decorators.field_validators
+    if versioned and get_origin(model.model_fields["schema_version"].annotation) is not Literal:
+        raise FrameError(f"{model.__name__}: the version check needs a Literal schema_version")
 
 
 def _constraints(
